@@ -1,0 +1,2 @@
+/** @layerfs/fuse: placeholder entry point until the package lands. */
+export {};

@@ -1,0 +1,2 @@
+/** @layerfs/overlay: placeholder entry point until the package lands. */
+export {};

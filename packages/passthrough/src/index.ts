@@ -1,0 +1,2 @@
+/** @layerfs/passthrough: placeholder entry point until the package lands. */
+export {};

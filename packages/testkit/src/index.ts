@@ -1,0 +1,2 @@
+/** @layerfs/testkit: placeholder entry point until the package lands. */
+export {};
