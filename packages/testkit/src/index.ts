@@ -1,2 +1,6 @@
-/** @layerfs/testkit: placeholder entry point until the package lands. */
-export {};
+/**
+ * @layerfs/testkit: the in-memory `MemoryLayer`, tree builders (`tree`, `dump`), fast-check
+ * arbitraries, the model-based runner, invariant checkers and the shared Layer conformance
+ * suite.
+ */
+export * from './memory-layer.js';
