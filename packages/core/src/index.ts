@@ -8,3 +8,7 @@ export * from './filesystem.js';
 export * from './names.js';
 export * from './permissions.js';
 export * from './inode-table.js';
+export * from './volume-args.js';
+export * from './stats.js';
+export * from './file-handle.js';
+export * from './volume.js';
