@@ -4,3 +4,5 @@
  * suite.
  */
 export * from './memory-layer.js';
+export * from './oracle.js';
+export * from './tree.js';
