@@ -184,6 +184,7 @@ export interface TreeOptions extends Omit<MemoryLayerOptions, 'snapshot'> {
 export async function tree(spec: TreeSpec | DirSpec, options?: TreeOptions): Promise<MemoryLayer>;
 /** Lay `spec` out under host directory `path` (created if absent); resolves to `path`. */
 export async function tree(spec: TreeSpec | DirSpec, path: string, options?: HostTreeOptions): Promise<string>;
+// The implementation of both overloads above.
 export async function tree(spec: TreeSpec | DirSpec, a?: string | TreeOptions, b?: HostTreeOptions): Promise<MemoryLayer | string> {
   if (typeof a === 'string') {
     await layHostTree(a, spec, b);
