@@ -1,2 +1,6 @@
-/** @layerfs/overlay: placeholder entry point until the package lands. */
-export {};
+/**
+ * @layerfs/overlay: `OverlayFs`, the union of layers with the semantics of Linux kernel
+ * overlayfs, and `overlayFromDirs`, which builds one from host directories.
+ */
+export { OverlayFs, type OverlayConfig, type OverlayOptions } from './overlay.js';
+export { decodeOrigin, encodeOrigin, packIno, type Origin } from './origin.js';

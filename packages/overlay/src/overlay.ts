@@ -1,0 +1,1596 @@
+/**
+ * OverlayFs: the union of one optional writable upper layer and one or more read-only lower
+ * layers, as a `Filesystem` with the semantics of Linux kernel overlayfs
+ * (Documentation/filesystems/overlayfs.rst; where it is silent, what the kernel does).
+ *
+ * - Lookup goes top-down through the parent's layer stack: a whiteout ends the search (the
+ *   name is absent), a non-directory hides everything below, an opaque directory hides what
+ *   is below it, directories merge. Each overlay inode (`OvlNode`) holds exactly one lookup
+ *   on every layer inode it uses and gives them back when its own count reaches zero.
+ * - Inode numbers come from the object's origin (layer index + the layer's `attr.ino`),
+ *   packed into one number (see `origin.ts`), recorded on copy-up in the origin xattr, so an
+ *   object keeps its ino across copy-up, forget and re-creation of the overlay.
+ * - Every change of the upper namespace is serialised by one mutex and staged in the upper's
+ *   work directory where it must be atomic (copy-up, whiteouts replacing objects, objects
+ *   replacing whiteouts), as the kernel stages them in its workdir.
+ * - Permission checks are the kernel's, against the caller's context and the merged
+ *   attributes; the layers are called with the mounter's context (`options.mounter`).
+ */
+import {
+  AccessMode, FsError, InodeTable, OpenFlags, RenameFlags, ROOT_INO, S_IFCHR, S_IFDIR, S_IFMT,
+  S_IFREG, S_ISGID, S_ISUID, S_ISVTX, UTIME_NOW, checkAccess, checkSticky, inGroup,
+  isOwnerOrRoot, mayAccess, opensForWrite, processContext, typeOfMode, validateName,
+  type Attr, type CreateResult, type DirEntry, type Entry, type ErrnoCode, type FileType,
+  type Filesystem, type Layer, type OpenResult, type RequestContext, type SetattrRequest,
+  type StatFs,
+} from '@layerfs/core';
+import { Mutex } from './mutex.js';
+import {
+  FALLBACK_INO_BASE, decodeOrigin, encodeOrigin, originKey, packIno, parseOriginKey, type Origin,
+} from './origin.js';
+
+/** Options of an OverlayFs; every field is optional. */
+export interface OverlayOptions {
+  /**
+   * Use the `user.overlay.*` xattr namespace for the overlay's own markers, as the kernel's
+   * `-o userxattr` (the upper layer should be configured alike). Default: false
+   * (`trusted.overlay.*`).
+   */
+  userxattr?: boolean;
+  /** The `st_dev` reported for every object of the overlay. Default: 0x4f56 ("OV"). */
+  dev?: number;
+  /**
+   * The context the layers are called with (the "mounter", whose credentials the kernel
+   * stashes). Default: the current process with umask 0.
+   */
+  mounter?: RequestContext;
+  /** Check the caller's permissions as the kernel does. Default: true. */
+  checkPermissions?: boolean;
+  /** Remove stale entries from the upper's work directory at create. Default: true. */
+  cleanWorkdir?: boolean;
+  /** Call `destroy()` on every layer when the overlay is destroyed. Default: false. */
+  destroyLayers?: boolean;
+}
+
+/** What `OverlayFs.create` takes. */
+export interface OverlayConfig {
+  /** The writable upper layer; without one the overlay is read-only (EROFS). */
+  upper?: Layer;
+  /** The read-only lower layers, top first. At least one. */
+  lowers: readonly Layer[];
+  /** Options (see `OverlayOptions`). */
+  options?: OverlayOptions;
+}
+
+/** One layer inode an overlay inode uses (one lookup held in `layer` unless `pinned`). */
+interface RealRef {
+  readonly layer: Layer;
+  /** Index of the layer in the stack (0 = upper when present). */
+  readonly idx: number;
+  /** The layer's inode number (for calls). */
+  readonly ino: number;
+  /** The layer's `attr.ino` (identity). */
+  readonly attrIno: number;
+  /** Layer roots and work dirs: no lookup held. */
+  readonly pinned?: boolean;
+}
+
+/** What a top-down lookup of one name found. */
+interface Resolution {
+  upper: RealRef | undefined;
+  /** Directories: the lower directories merged (top first). Non-directories: the lower object. */
+  lowers: RealRef[];
+  type: FileType;
+  /** The upper directory is marked opaque. */
+  opaque: boolean;
+  attr: Attr;
+  key: string;
+}
+
+/** An overlay inode. */
+class OvlNode {
+  /** Live children by name (directories), for lookups without layer calls. */
+  readonly children = new Map<string, OvlNode>();
+  /** Other names of the same object (hard links): not pinned. */
+  aliases: Array<{ parent: OvlNode; name: string }> = [];
+  /** The primary name was removed (unlink, rmdir, rename over it). */
+  removed = false;
+  attr: Attr | undefined;
+  attrVersion = 0;
+  /** Directory: the upper is marked "impure" (may hold objects with an origin). */
+  impure: boolean | undefined;
+  copying: Promise<void> | undefined;
+
+  constructor(
+    readonly ino: number,
+    public key: string,
+    readonly type: FileType,
+    public parent: OvlNode | undefined,
+    public name: string,
+    public upper: RealRef | undefined,
+    public lowers: RealRef[],
+    public opaque: boolean,
+  ) {}
+}
+
+interface FileHandleState {
+  readonly node: OvlNode;
+  real: RealRef;
+  fh: number;
+  readonly flags: number;
+}
+
+interface DirListEntry { name: string; type: FileType; ino: number; top: RealRef; dino: number; attr?: Attr }
+interface DirHandleState {
+  readonly node: OvlNode;
+  entries: DirListEntry[] | undefined;
+  plus: boolean;
+}
+
+/** One name of a merged listing. */
+interface Listed {
+  readonly name: string;
+  whiteout: boolean;
+  closed: boolean;
+  type: FileType;
+  /** The topmost layer directory entry. */
+  top: { dir: RealRef; dino: number; attr?: Attr } | undefined;
+  lowerDirs: number;
+}
+
+const O_ACCMODE = OpenFlags.O_ACCMODE;
+const CHUNK = 1 << 20;
+const HOLE_BLOCK = 1 << 16;
+const SOFT_COPY_ERRORS = new Set(['EXDEV', 'ENOSYS', 'EOPNOTSUPP', 'ENOTSUP', 'EINVAL']);
+const OVERLAY_PREFIXES = ['trusted.overlay.', 'user.overlay.', 'user.fuseoverlayfs.'];
+let tmpCounter = 0;
+
+function codeOf(e: unknown): string | undefined {
+  return e && typeof e === 'object' && typeof (e as { code?: unknown }).code === 'string' ? (e as { code: string }).code : undefined;
+}
+
+function fsErr(code: ErrnoCode, detail?: string): FsError {
+  return FsError.of(code, detail);
+}
+
+/**
+ * The union filesystem. Create with `OverlayFs.create({ upper, lowers, options })`; use it
+ * through `new Volume(ov)` or mount it with `@layerfs/fuse`.
+ */
+export class OverlayFs implements Filesystem {
+  /** The writable upper layer, if any. */
+  readonly upper: Layer | undefined;
+  /** The lower layers, top first. */
+  readonly lowers: readonly Layer[];
+  /** Every layer by stack index: the upper (when present) first, then the lowers. */
+  readonly layers: readonly Layer[];
+  /** The `st_dev` of every object. */
+  readonly dev: number;
+  /** The xattr prefix of the overlay's own markers (`trusted.overlay.` or `user.overlay.`). */
+  readonly xattrPrefix: string;
+  private readonly m: RequestContext;
+  private readonly checkPerms: boolean;
+  private readonly destroyLayers: boolean;
+  private readonly table: InodeTable<OvlNode>;
+  private readonly root: OvlNode;
+  private readonly ns = new Mutex();
+  private readonly files = new Map<number, FileHandleState>();
+  private readonly dirs = new Map<number, DirHandleState>();
+  private nextFh = 1;
+  private readonly fallbackInos = new Map<string, number>();
+  private nextFallback = FALLBACK_INO_BASE;
+  /** Upper `attr.ino` → identity key, for objects whose key needs the origin xattr. */
+  private readonly upperKeys = new Map<number, string>();
+  private destroyed = false;
+
+  private constructor(config: OverlayConfig) {
+    if (config.lowers.length === 0) throw new FsError('EINVAL', { detail: 'an overlay needs at least one lower layer' });
+    const o = config.options ?? {};
+    this.upper = config.upper;
+    this.lowers = [...config.lowers];
+    this.layers = config.upper ? [config.upper, ...config.lowers] : [...config.lowers];
+    this.dev = o.dev ?? 0x4f56;
+    this.xattrPrefix = o.userxattr ? 'user.overlay.' : 'trusted.overlay.';
+    this.m = o.mounter ?? processContext(0);
+    this.checkPerms = o.checkPermissions ?? true;
+    this.destroyLayers = o.destroyLayers ?? false;
+    const reals = this.layers.map((layer, idx): RealRef => ({ layer, idx, ino: layer.rootIno, attrIno: 0, pinned: true }));
+    const upperRoot = config.upper ? reals[0] : undefined;
+    const lowerRoots = config.upper ? reals.slice(1) : reals;
+    this.root = new OvlNode(ROOT_INO, 'root', 'directory', undefined, '', upperRoot, lowerRoots, false);
+    this.table = new InodeTable<OvlNode>('root', this.root, { firstIno: FALLBACK_INO_BASE + 2 ** 50 });
+  }
+
+  /** Build an overlay over `upper` (optional) and `lowers` (top first). */
+  static async create(config: OverlayConfig): Promise<OverlayFs> {
+    const ov = new OverlayFs(config);
+    if (ov.upper && !ov.upper.writable) throw new FsError('EINVAL', { detail: 'the upper layer is not writable' });
+    if (ov.upper && ov.upper.workIno !== undefined && (config.options?.cleanWorkdir ?? true)) {
+      await ov.cleanDir(ov.upper, ov.upper.workIno);
+    }
+    return ov;
+  }
+
+  // ---------------------------------------------------------------- bookkeeping
+
+  /** Inodes in the overlay's table, the root included (1 once every lookup is forgotten). */
+  liveInodes(): number {
+    return this.table.size;
+  }
+
+  /** The stack of layer directories a directory node merges (upper first). */
+  private stackOf(n: OvlNode): RealRef[] {
+    return n.upper ? [n.upper, ...n.lowers] : n.lowers;
+  }
+
+  private node(ino: number): OvlNode {
+    return this.table.require(ino).value;
+  }
+
+  private dirNode(ino: number): OvlNode {
+    const n = this.node(ino);
+    if (n.type !== 'directory') throw fsErr('ENOTDIR');
+    return n;
+  }
+
+  private isMerged(n: OvlNode): boolean {
+    return n.type === 'directory' && n.upper !== undefined && n.lowers.length > 0;
+  }
+
+  private async forgetReal(r: RealRef | undefined): Promise<void> {
+    if (r && !r.pinned) await r.layer.forget(this.m, r.ino, 1);
+  }
+
+  private async releaseResolution(res: Resolution): Promise<void> {
+    await this.forgetReal(res.upper);
+    for (const l of res.lowers) await this.forgetReal(l);
+  }
+
+  private preferredIno(key: string): number {
+    const f = this.fallbackInos.get(key);
+    if (f !== undefined) return f;
+    const o = parseOriginKey(key);
+    const packed = o ? packIno(o.layer, o.ino, this.layers.length) : undefined;
+    if (packed !== undefined) return packed;
+    const ino = this.nextFallback++;
+    this.fallbackInos.set(key, ino);
+    return ino;
+  }
+
+  /** The ino an object with identity `key` has, or will have when looked up. */
+  private inoForKey(key: string): number {
+    return this.table.byIdentity(key) ?? this.preferredIno(key);
+  }
+
+  /** Take one overlay lookup on `n`. */
+  private ref(n: OvlNode): void {
+    this.table.ref(n.ino, 1);
+  }
+
+  /** Give back `count` lookups of `n`; release it (and maybe its parents) at zero. */
+  private async unref(n: OvlNode, count = 1): Promise<void> {
+    const r = this.table.forget(n.ino, count);
+    if (r.dropped && r.value) await this.dropNode(r.value);
+  }
+
+  private async dropNode(n: OvlNode): Promise<void> {
+    if (n.parent && n.parent.children.get(n.name) === n) n.parent.children.delete(n.name);
+    for (const a of n.aliases) if (a.parent.children.get(a.name) === n) a.parent.children.delete(a.name);
+    n.aliases = [];
+    await this.forgetReal(n.upper);
+    for (const l of n.lowers) await this.forgetReal(l);
+    const p = n.parent;
+    n.parent = undefined;
+    if (p) await this.unref(p);
+  }
+
+  private invalidate(n: OvlNode | undefined): void {
+    if (!n) return;
+    n.attr = undefined;
+    n.attrVersion++;
+  }
+
+  /** The real attributes of the object (upper, else top lower), cached until a change. */
+  private async realAttr(n: OvlNode): Promise<Attr> {
+    if (n.attr) return n.attr;
+    const r = n.upper ?? n.lowers[0];
+    if (!r) throw fsErr('ESTALE');
+    const v = n.attrVersion;
+    const a = await r.layer.getattr(this.m, r.ino);
+    if (n.attrVersion === v) n.attr = a;
+    return a;
+  }
+
+  private present(n: OvlNode, a: Attr): Attr {
+    const nlink = this.isMerged(n) ? 1 : a.nlink;
+    return { ...a, ino: n.ino, dev: this.dev, nlink };
+  }
+
+  private async entryOf(n: OvlNode): Promise<Entry> {
+    return { ino: n.ino, generation: 0, attr: this.present(n, await this.realAttr(n)) };
+  }
+
+  private async check(ctx: RequestContext, n: OvlNode, mask: number): Promise<void> {
+    if (!this.checkPerms) return;
+    checkAccess(await this.realAttr(n), ctx, mask);
+  }
+
+  private requireUpper(): Layer {
+    if (!this.upper) throw fsErr('EROFS');
+    return this.upper;
+  }
+
+  private tempName(): string {
+    return `#layerfs-${process.pid.toString(16)}-${(tmpCounter++).toString(16)}`;
+  }
+
+  // ---------------------------------------------------------------- lookup
+
+  /** Look `name` up top-down in the stack of directory `p`. */
+  private async resolve(p: OvlNode, name: string): Promise<{ res?: Resolution; upperWhiteout: boolean }> {
+    const stack = this.stackOf(p);
+    let upper: RealRef | undefined;
+    const lowers: RealRef[] = [];
+    let first: { ref: RealRef; attr: Attr; type: FileType } | undefined;
+    let opaque = false;
+    let upperWhiteout = false;
+    try {
+      for (let i = 0; i < stack.length; i++) {
+        const d = stack[i]!;
+        let e: Entry;
+        try {
+          e = await d.layer.lookup(this.m, d.ino, name);
+        } catch (err) {
+          const c = codeOf(err);
+          if (c === 'ENOENT' || c === 'ENOTDIR') continue;
+          throw err;
+        }
+        const ref: RealRef = { layer: d.layer, idx: d.idx, ino: e.ino, attrIno: e.attr.ino };
+        const isUpper = this.upper !== undefined && d.idx === 0;
+        if (e.whiteout) {
+          await this.forgetReal(ref);
+          if (isUpper) upperWhiteout = true;
+          break;
+        }
+        const t = typeOfMode(e.attr.mode);
+        if (!first) {
+          first = { ref, attr: e.attr, type: t };
+          if (isUpper) upper = ref; else lowers.push(ref);
+          if (t !== 'directory') break;
+          if (i < stack.length - 1 && await d.layer.isOpaque(this.m, e.ino)) {
+            opaque = isUpper;
+            break;
+          }
+        } else {
+          if (t !== 'directory') { await this.forgetReal(ref); break; }
+          lowers.push(ref);
+          if (i < stack.length - 1 && await d.layer.isOpaque(this.m, e.ino)) break;
+        }
+      }
+      if (!first) return { upperWhiteout };
+      const key = await this.keyOf(upper, lowers, first.type);
+      return { res: { upper, lowers, type: first.type, opaque, attr: first.attr, key }, upperWhiteout };
+    } catch (err) {
+      await this.forgetReal(upper);
+      for (const l of lowers) await this.forgetReal(l);
+      throw err;
+    }
+  }
+
+  /** The identity of an object from what a lookup found (reading the origin xattr if needed). */
+  private async keyOf(upper: RealRef | undefined, lowers: RealRef[], type: FileType): Promise<string> {
+    if (!upper) return originKey(lowers[0]!.idx, lowers[0]!.attrIno);
+    if (type === 'directory') {
+      return lowers.length > 0 ? originKey(lowers[0]!.idx, lowers[0]!.attrIno) : originKey(0, upper.attrIno);
+    }
+    const cached = this.upperKeys.get(upper.attrIno);
+    if (cached !== undefined) return cached;
+    let key = originKey(0, upper.attrIno);
+    const o = await this.readOrigin(upper);
+    if (o && !o.hardlink && o.layer > 0 && o.layer < this.layers.length && this.upper) key = originKey(o.layer, o.ino);
+    this.upperKeys.set(upper.attrIno, key);
+    return key;
+  }
+
+  private async readOrigin(r: RealRef): Promise<Origin | undefined> {
+    try {
+      return decodeOrigin(await r.layer.getxattr(this.m, r.ino, `${this.xattrPrefix}origin`));
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** True when the node and a resolution describe the same object. */
+  private sameObject(n: OvlNode, res: Resolution): boolean {
+    if (n.type !== res.type) return false;
+    if (n.upper || res.upper) return n.upper?.attrIno === res.upper?.attrIno;
+    return true;
+  }
+
+  /** The node for what `resolve` found at (p, name), with one overlay lookup taken. */
+  private attachResolution(p: OvlNode, name: string, res: Resolution): { node: OvlNode; created: boolean } {
+    let key = res.key;
+    const existingIno = this.table.byIdentity(key);
+    const existing = existingIno !== undefined ? this.table.get(existingIno)?.value : undefined;
+    if (existing && !this.sameObject(existing, res)) key = `${key}#${res.upper ? `u${res.upper.attrIno}` : 'l'}`;
+    const { record, created } = this.table.acquire(key, (ino) => new OvlNode(
+      ino, key, res.type, p, name, res.upper, res.lowers, res.opaque,
+    ), 1, this.preferredIno(key));
+    if (created) {
+      if (!this.fallbackInos.has(key) && record.ino >= FALLBACK_INO_BASE) this.fallbackInos.set(key, record.ino);
+      this.ref(p);
+      p.children.set(name, record.value);
+      record.value.attr = res.attr;
+      return { node: record.value, created };
+    }
+    const n = record.value;
+    if (!(n.parent === p && n.name === name) && !n.aliases.some((a) => a.parent === p && a.name === name)) {
+      n.aliases.push({ parent: p, name });
+    }
+    p.children.set(name, n);
+    return { node: n, created };
+  }
+
+  /** Find `name` in `p`: a node with one lookup taken, or undefined. */
+  private async lookupChild(p: OvlNode, name: string): Promise<OvlNode | undefined> {
+    const cached = p.children.get(name);
+    if (cached && this.table.get(cached.ino)?.value === cached) {
+      this.ref(cached);
+      return cached;
+    }
+    const { res } = await this.resolve(p, name);
+    if (!res) return undefined;
+    const { node, created } = this.attachResolution(p, name, res);
+    if (!created) await this.releaseResolution(res);
+    return node;
+  }
+
+  /** Lookup with the caller's checks: `p` a live directory, search permission. */
+  private async lookupFor(ctx: RequestContext, p: OvlNode, name: string): Promise<OvlNode | undefined> {
+    validateName(name);
+    await this.check(ctx, p, AccessMode.X_OK);
+    if (p.removed) return undefined;
+    return this.lookupChild(p, name);
+  }
+
+  /** Resolve `name` in `p` and report whether the upper holds a whiteout there (no lookup kept). */
+  private async probeWhiteout(p: OvlNode, name: string): Promise<boolean> {
+    if (!p.upper || !this.upper) return false;
+    try {
+      return await this.upper.isWhiteout(this.m, p.upper.ino, name);
+    } catch {
+      return false;
+    }
+  }
+
+  /** True when `name` in `p` exists in a lower layer (kernel `ovl_lower_positive`). */
+  private async lowerPositive(p: OvlNode, name: string, child: OvlNode | undefined): Promise<boolean> {
+    if (child && !child.upper) return true;
+    for (const d of p.lowers) {
+      let e: Entry;
+      try {
+        e = await d.layer.lookup(this.m, d.ino, name);
+      } catch (err) {
+        const c = codeOf(err);
+        if (c === 'ENOENT' || c === 'ENAMETOOLONG' || c === 'ENOTDIR') continue;
+        throw err;
+      }
+      await d.layer.forget(this.m, e.ino, 1);
+      return !e.whiteout;
+    }
+    return false;
+  }
+
+  /** Every live name of a node (the primary first). */
+  private liveName(n: OvlNode): { parent: OvlNode; name: string } | undefined {
+    if (n.parent && !n.removed && n.parent.children.get(n.name) === n) return { parent: n.parent, name: n.name };
+    for (const a of n.aliases) {
+      if (this.table.get(a.parent.ino)?.value === a.parent && a.parent.children.get(a.name) === n) return a;
+    }
+    return undefined;
+  }
+
+  /** Detach the name (p, name) from node `n` after it was removed or moved away. */
+  private detachName(n: OvlNode, p: OvlNode, name: string): void {
+    if (p.children.get(name) === n) p.children.delete(name);
+    if (n.parent === p && n.name === name) {
+      const alias = n.aliases.find((a) => this.table.get(a.parent.ino)?.value === a.parent && a.parent.children.get(a.name) === n);
+      if (alias) {
+        n.aliases = n.aliases.filter((a) => a !== alias);
+        // Move the primary name (and its pin) to the alias.
+        const old = n.parent;
+        this.ref(alias.parent);
+        n.parent = alias.parent;
+        n.name = alias.name;
+        void this.unref(old).catch(() => undefined);
+      } else {
+        n.removed = true;
+      }
+    } else {
+      n.aliases = n.aliases.filter((a) => !(a.parent === p && a.name === name));
+    }
+  }
+
+  // ---------------------------------------------------------------- copy-up
+
+  /** Make sure `n` exists in the upper layer (parents first). Caller holds the ns mutex. */
+  private async copyUp(n: OvlNode, withData = true): Promise<void> {
+    if (n.upper) return;
+    this.requireUpper();
+    if (n.copying) return n.copying;
+    const p = (async () => {
+      const where = this.liveName(n);
+      if (!where) throw fsErr('ENOENT', 'the object has no name left to copy up to');
+      await this.copyUp(where.parent);
+      await this.copyUpOne(n, where.parent, where.name, withData);
+    })();
+    n.copying = p;
+    try {
+      await p;
+    } finally {
+      n.copying = undefined;
+    }
+  }
+
+  private async copyUpOne(n: OvlNode, parent: OvlNode, name: string, withData: boolean): Promise<void> {
+    const up = this.requireUpper();
+    const src = n.lowers[0]!;
+    const sa = await src.layer.getattr(this.m, src.ino);
+    const updir = parent.upper!.ino;
+    const stage = up.workIno ?? updir;
+    const tmp = this.tempName();
+    let entry: Entry | undefined;
+    try {
+      switch (n.type) {
+        case 'file': {
+          const c = await up.create(this.m, stage, tmp, 0o600, OpenFlags.O_WRONLY | OpenFlags.O_CREAT | OpenFlags.O_EXCL);
+          entry = c.entry;
+          try {
+            if (withData && sa.size > 0) await this.copyData(src, up, entry.ino, c.fh, sa.size);
+          } finally {
+            await up.release(this.m, entry.ino, c.fh);
+          }
+          break;
+        }
+        case 'directory':
+          entry = await up.mkdir(this.m, stage, tmp, 0o700);
+          break;
+        case 'symlink':
+          entry = await up.symlink(this.m, stage, tmp, await src.layer.readlink(this.m, src.ino));
+          break;
+        default:
+          entry = await up.mknod(this.m, stage, tmp, sa.mode, sa.rdev);
+      }
+      const ei = entry.ino;
+      await this.copyXattrs(src, up, ei, n.type);
+      if (n.type !== 'directory') {
+        await up.setxattr(this.m, ei, `${this.xattrPrefix}origin`,
+          encodeOrigin({ layer: src.idx, ino: src.attrIno, hardlink: sa.nlink > 1 }), 0).catch(() => undefined);
+      }
+      if (entry.attr.uid !== sa.uid || entry.attr.gid !== sa.gid) {
+        await up.setattr(this.m, ei, { uid: sa.uid, gid: sa.gid }).catch((e) => { if (n.type !== 'symlink') throw e; });
+      }
+      if (n.type !== 'symlink') await up.setattr(this.m, ei, { mode: sa.mode & 0o7777 });
+      await up.setattr(this.m, ei, { atime: sa.atime, mtime: sa.mtime }).catch((e) => { if (n.type !== 'symlink') throw e; });
+      await up.rename(this.m, stage, tmp, updir, name, stage === updir ? 0 : RenameFlags.NOREPLACE);
+    } catch (e) {
+      if (entry) {
+        await this.removeAny(up, stage, tmp, n.type === 'directory').catch(() => undefined);
+        await up.forget(this.m, entry.ino, 1);
+      }
+      throw e;
+    }
+    const ra = await up.getattr(this.m, entry.ino);
+    n.upper = { layer: up, idx: 0, ino: entry.ino, attrIno: ra.ino };
+    this.invalidate(n);
+    if (n.type !== 'directory') {
+      if (sa.nlink > 1) {
+        // Copy-up broke a hard link (as the kernel without index): the node now names the
+        // upper object; other lower names become their own inodes.
+        const key = originKey(0, n.upper.attrIno);
+        this.upperKeys.set(n.upper.attrIno, key);
+        this.table.rekey(n.ino, key);
+        n.key = key;
+      } else {
+        this.upperKeys.set(n.upper.attrIno, n.key);
+      }
+    }
+    this.invalidate(parent);
+  }
+
+  /** Copy file data from `src` into upper file `dst` (open as `fh`): clone first, else stream keeping holes. */
+  private async copyData(src: RealRef, up: Layer, dst: number, fh: number, size: number): Promise<void> {
+    if (up.copyUpData) {
+      try {
+        await up.copyUpData(this.m, { layer: src.layer, ino: src.ino }, dst);
+        return;
+      } catch (e) {
+        if (!SOFT_COPY_ERRORS.has(codeOf(e) ?? '')) throw e;
+      }
+    }
+    const rfh = (await src.layer.open(this.m, src.ino, OpenFlags.O_RDONLY)).fh;
+    try {
+      let pos = 0;
+      while (pos < size) {
+        const buf = await src.layer.read(this.m, src.ino, rfh, Math.min(CHUNK, size - pos), pos);
+        if (buf.length === 0) break;
+        for (let off = 0; off < buf.length; off += HOLE_BLOCK) {
+          const block = buf.subarray(off, Math.min(off + HOLE_BLOCK, buf.length));
+          if (isZero(block)) continue;
+          let done = 0;
+          while (done < block.length) done += await up.write(this.m, dst, fh, block.subarray(done), pos + off + done);
+        }
+        pos += buf.length;
+      }
+      await up.setattr(this.m, dst, { size }, fh);
+    } finally {
+      await src.layer.release(this.m, src.ino, rfh);
+    }
+  }
+
+  private async copyXattrs(src: RealRef, up: Layer, dst: number, type: FileType): Promise<void> {
+    let names: string[];
+    try {
+      names = await src.layer.listxattr(this.m, src.ino);
+    } catch {
+      return;
+    }
+    for (const name of names) {
+      if (this.isPrivateXattr(name) && !name.startsWith(`${this.xattrPrefix}overlay.`)) continue;
+      let v: Uint8Array;
+      try {
+        v = await src.layer.getxattr(this.m, src.ino, name);
+      } catch {
+        continue;
+      }
+      try {
+        await up.setxattr(this.m, dst, name, v, 0);
+      } catch (e) {
+        if (type === 'symlink' || codeOf(e) === 'EOPNOTSUPP') continue;
+        throw e;
+      }
+    }
+  }
+
+  /** Remove `name` from directory `dir` of layer `l`, whatever it is (a whiteout, a file, a tree). */
+  private async removeAny(l: Layer, dir: number, name: string, isDir?: boolean): Promise<void> {
+    if (await l.isWhiteout(this.m, dir, name).catch(() => false)) {
+      await l.deleteWhiteout(this.m, dir, name);
+      return;
+    }
+    let d = isDir;
+    if (d === undefined) {
+      const e = await l.lookup(this.m, dir, name);
+      d = typeOfMode(e.attr.mode) === 'directory';
+      if (d) await this.cleanDir(l, e.ino);
+      await l.forget(this.m, e.ino, 1);
+    } else if (d) {
+      const e = await l.lookup(this.m, dir, name);
+      try { await this.cleanDir(l, e.ino); } finally { await l.forget(this.m, e.ino, 1); }
+    }
+    if (d) await l.rmdir(this.m, dir, name); else await l.unlink(this.m, dir, name);
+  }
+
+  /** Empty directory `ino` of layer `l` (whiteouts, opaque marker, everything). */
+  private async cleanDir(l: Layer, ino: number): Promise<void> {
+    const entries = await this.readAll(l, ino, false);
+    for (const e of entries) {
+      if (e.whiteout) await l.deleteWhiteout(this.m, ino, e.name);
+      else await this.removeAny(l, ino, e.name, e.type === 'directory');
+    }
+    await l.setOpaque(this.m, ino, false).catch(() => undefined);
+  }
+
+  private async readAll(l: Layer, ino: number, plus: boolean): Promise<DirEntry[]> {
+    const { fh } = await l.opendir(this.m, ino);
+    const out: DirEntry[] = [];
+    try {
+      let off = 0;
+      for (;;) {
+        const batch = await l.readdir(this.m, ino, fh, off, plus);
+        if (batch.length === 0) break;
+        out.push(...batch);
+        off = batch[batch.length - 1]!.offset;
+      }
+    } finally {
+      await l.releasedir(this.m, ino, fh);
+    }
+    return out;
+  }
+
+  // ---------------------------------------------------------------- merged listings
+
+  /** The merged listing of directory `n`: visible names in order, and the upper's whiteouts. */
+  private async listMerged(n: OvlNode, plus: boolean): Promise<{ visible: Listed[]; upperWhiteouts: string[] }> {
+    const seen = new Map<string, Listed>();
+    const order: Listed[] = [];
+    const upperWhiteouts: string[] = [];
+    for (const d of this.stackOf(n)) {
+      const isUpper = this.upper !== undefined && d.idx === 0;
+      for (const e of await this.readAll(d.layer, d.ino, plus)) {
+        const s = seen.get(e.name);
+        if (s) {
+          if (s.closed) continue;
+          if (e.whiteout || e.type !== 'directory') s.closed = true; else s.lowerDirs++;
+          continue;
+        }
+        if (e.whiteout) {
+          if (isUpper) upperWhiteouts.push(e.name);
+          seen.set(e.name, { name: e.name, whiteout: true, closed: true, type: e.type, top: undefined, lowerDirs: 0 });
+          continue;
+        }
+        const l: Listed = {
+          name: e.name, whiteout: false, closed: e.type !== 'directory', type: e.type,
+          top: { dir: d, dino: e.ino, ...(e.attr ? { attr: e.attr } : {}) }, lowerDirs: 0,
+        };
+        seen.set(e.name, l);
+        order.push(l);
+      }
+    }
+    return { visible: order, upperWhiteouts };
+  }
+
+  private async isImpure(n: OvlNode): Promise<boolean> {
+    if (!n.upper) return false;
+    if (n.impure !== undefined) return n.impure;
+    let v = false;
+    try {
+      await n.upper.layer.getxattr(this.m, n.upper.ino, `${this.xattrPrefix}impure`);
+      v = true;
+    } catch { /* absent */ }
+    n.impure = v;
+    return v;
+  }
+
+  private async setImpure(n: OvlNode): Promise<void> {
+    if (!n.upper || n === this.root || await this.isImpure(n)) return;
+    await n.upper.layer.setxattr(this.m, n.upper.ino, `${this.xattrPrefix}impure`, Buffer.from('y'), 0).catch(() => undefined);
+    n.impure = true;
+  }
+
+  /** The ino of a listed name (the same `lookup` would give). */
+  private async listedIno(n: OvlNode, l: Listed): Promise<number> {
+    const live = n.children.get(l.name);
+    if (live && this.table.get(live.ino)?.value === live) return live.ino;
+    const top = l.top!;
+    const topIsUpper = this.upper !== undefined && top.dir.idx === 0;
+    if (!topIsUpper) return this.inoForKey(originKey(top.dir.idx, top.dino));
+    if (n.lowers.length === 0 && !(await this.isImpure(n))) return this.inoForKey(originKey(0, top.dino));
+    const cached = this.upperKeys.get(top.dino);
+    if (cached !== undefined && l.type !== 'directory') return this.inoForKey(cached);
+    const { res } = await this.resolve(n, l.name);
+    if (!res) return this.inoForKey(originKey(0, top.dino));
+    await this.releaseResolution(res);
+    return this.inoForKey(res.key);
+  }
+
+  // ---------------------------------------------------------------- Filesystem: names
+
+  /** Resolve `name` in directory `parent`; +1 lookup. */
+  async lookup(ctx: RequestContext, parent: number, name: string): Promise<Entry> {
+    const p = this.dirNode(parent);
+    const n = await this.lookupFor(ctx, p, name);
+    if (!n) throw fsErr('ENOENT');
+    try {
+      return await this.entryOf(n);
+    } catch (e) {
+      await this.unref(n);
+      throw e;
+    }
+  }
+
+  /** Give back `nlookup` lookups of `ino`. */
+  async forget(_ctx: RequestContext, ino: number, nlookup: number): Promise<void> {
+    const rec = this.table.get(ino);
+    if (!rec) return;
+    await this.unref(rec.value, nlookup);
+  }
+
+  /** Attributes of `ino` (merged directories report nlink 1, as the kernel). */
+  async getattr(_ctx: RequestContext, ino: number, fh?: number): Promise<Attr> {
+    const n = this.node(ino);
+    if (fh !== undefined) {
+      const h = this.files.get(fh);
+      if (h && h.node === n && h.real === n.upper) {
+        const a = await h.real.layer.getattr(this.m, h.real.ino, h.fh);
+        return this.present(n, a);
+      }
+    }
+    return this.present(n, await this.realAttr(n));
+  }
+
+  /** chmod / chown / truncate / utimens, copying the object up first. */
+  async setattr(ctx: RequestContext, ino: number, changes: SetattrRequest, fh?: number): Promise<Attr> {
+    const n = this.node(ino);
+    const up = this.requireUpper();
+    const a = await this.realAttr(n);
+    this.checkSetattr(ctx, n, a, changes, fh);
+    if (changes.size !== undefined && n.type === 'directory') throw fsErr('EISDIR');
+    if (changes.size !== undefined && n.type !== 'file') throw fsErr('EINVAL');
+    if (!n.upper) await this.ns.run(() => this.copyUp(n, changes.size !== 0));
+    const c: SetattrRequest = { ...changes };
+    if (c.mode !== undefined) c.mode &= 0o7777;
+    const h = fh !== undefined ? this.files.get(fh) : undefined;
+    const useFh = h && h.node === n && h.real === n.upper ? h.fh : undefined;
+    this.invalidate(n);
+    const r = await up.setattr(this.m, n.upper!.ino, c, useFh);
+    this.invalidate(n);
+    return this.present(n, r);
+  }
+
+  private checkSetattr(ctx: RequestContext, n: OvlNode, a: Attr, c: SetattrRequest, fh?: number): void {
+    if (!this.checkPerms || ctx.uid === 0) return;
+    if (c.mode !== undefined && !isOwnerOrRoot(a, ctx)) throw fsErr('EPERM');
+    if (c.uid !== undefined && c.uid !== a.uid) throw fsErr('EPERM');
+    if (c.gid !== undefined && c.gid !== a.gid && !(ctx.uid === a.uid && inGroup(ctx, c.gid))) throw fsErr('EPERM');
+    if ((c.uid !== undefined || c.gid !== undefined) && ctx.uid !== a.uid) throw fsErr('EPERM');
+    if (c.size !== undefined && fh === undefined && n.type !== 'directory' && !mayAccess(a, ctx, AccessMode.W_OK)) throw fsErr('EACCES');
+    const times = [c.atime, c.mtime].filter((t) => t !== undefined);
+    if (times.length > 0 && !isOwnerOrRoot(a, ctx)) {
+      const allNow = times.every((t) => t!.nsec === UTIME_NOW);
+      if (!allNow) throw fsErr('EPERM');
+      if (!mayAccess(a, ctx, AccessMode.W_OK)) throw fsErr('EACCES');
+    }
+  }
+
+  /** Target of a symlink. */
+  async readlink(_ctx: RequestContext, ino: number): Promise<string> {
+    const n = this.node(ino);
+    if (n.type !== 'symlink') throw fsErr('EINVAL');
+    const r = n.upper ?? n.lowers[0]!;
+    return r.layer.readlink(this.m, r.ino);
+  }
+
+  /** Create a file, fifo, socket or device; +1 lookup. */
+  async mknod(ctx: RequestContext, parent: number, name: string, mode: number, rdev: number): Promise<Entry> {
+    if ((mode & S_IFMT) === S_IFCHR && rdev === 0) {
+      // The kernel refuses to create a whiteout through an overlay.
+      const p = this.dirNode(parent);
+      validateName(name);
+      const existing = await this.lookupFor(ctx, p, name);
+      if (existing) { await this.unref(existing); throw fsErr('EEXIST'); }
+      throw fsErr('EPERM');
+    }
+    const type = typeOfMode(mode);
+    if (type === 'directory' || type === 'symlink') throw fsErr('EINVAL');
+    return (await this.createObject(ctx, parent, name, { kind: 'mknod', mode: (mode & S_IFMT) || S_IFREG, perm: mode & 0o7777, rdev })).entry;
+  }
+
+  /** Create a directory; +1 lookup. Over a whiteout it is made opaque. */
+  async mkdir(ctx: RequestContext, parent: number, name: string, mode: number): Promise<Entry> {
+    return (await this.createObject(ctx, parent, name, { kind: 'mkdir', mode: S_IFDIR, perm: mode & 0o7777, rdev: 0 })).entry;
+  }
+
+  /** Create a symlink; +1 lookup. */
+  async symlink(ctx: RequestContext, parent: number, name: string, target: string): Promise<Entry> {
+    return (await this.createObject(ctx, parent, name, { kind: 'symlink', mode: 0o120000, perm: 0o777, rdev: 0, target })).entry;
+  }
+
+  /** Create and open a file; +1 lookup. Without O_EXCL an existing file is opened. */
+  async create(ctx: RequestContext, parent: number, name: string, mode: number, flags: number): Promise<CreateResult> {
+    const p = this.dirNode(parent);
+    validateName(name);
+    const existing = await this.lookupFor(ctx, p, name);
+    if (existing) {
+      try {
+        if (flags & OpenFlags.O_EXCL) throw fsErr('EEXIST');
+        if (existing.type === 'directory') throw fsErr('EISDIR');
+        const o = await this.open(ctx, existing.ino, flags & ~(OpenFlags.O_CREAT | OpenFlags.O_EXCL));
+        return { ...o, entry: await this.entryOf(existing) };
+      } catch (e) {
+        await this.unref(existing);
+        throw e;
+      }
+    }
+    const r = await this.createObject(ctx, parent, name, { kind: 'create', mode: S_IFREG, perm: mode & 0o7777, rdev: 0, flags }, true);
+    return { fh: r.fh!, entry: r.entry };
+  }
+
+  /**
+   * Create an object of any kind in the upper (over a whiteout: staged in the work dir and
+   * renamed onto it; directories made opaque), owned by the caller.
+   */
+  private async createObject(
+    ctx: RequestContext, parent: number, name: string,
+    spec: { kind: 'mknod' | 'mkdir' | 'symlink' | 'create'; mode: number; perm: number; rdev: number; target?: string; flags?: number },
+    lookedUp = false,
+  ): Promise<{ entry: Entry; fh?: number }> {
+    const p = this.dirNode(parent);
+    validateName(name);
+    if (!lookedUp) {
+      const existing = await this.lookupFor(ctx, p, name);
+      if (existing) { await this.unref(existing); throw fsErr('EEXIST'); }
+    }
+    if (p.removed) throw fsErr('ENOENT');
+    const up = this.requireUpper();
+    await this.check(ctx, p, AccessMode.W_OK | AccessMode.X_OK);
+    return this.ns.run(async () => {
+      const again = await this.lookupChild(p, name);
+      if (again) { await this.unref(again); throw fsErr('EEXIST'); }
+      await this.copyUp(p);
+      const pa = await this.realAttr(p);
+      const isDir = spec.kind === 'mkdir';
+      let perm = spec.kind === 'symlink' ? 0o777 : spec.perm & ~ctx.umask;
+      const gid = (pa.mode & S_ISGID) !== 0 ? pa.gid : ctx.gid;
+      if (isDir && (pa.mode & S_ISGID) !== 0) perm |= S_ISGID;
+      const overWhiteout = await this.probeWhiteout(p, name);
+      const updir = p.upper!.ino;
+      const staged = overWhiteout && up.workIno !== undefined && up.whiteoutFormat === 'chardev';
+      const dir = staged ? up.workIno! : updir;
+      const nm = staged ? this.tempName() : name;
+      if (overWhiteout && !staged) await up.deleteWhiteout(this.m, updir, name);
+      let entry: Entry;
+      let fh: number | undefined;
+      switch (spec.kind) {
+        case 'mkdir': entry = await up.mkdir(this.m, dir, nm, perm); break;
+        case 'symlink': entry = await up.symlink(this.m, dir, nm, spec.target!); break;
+        case 'mknod': entry = await up.mknod(this.m, dir, nm, spec.mode | perm, spec.rdev); break;
+        case 'create': {
+          const f = (spec.flags ?? OpenFlags.O_RDWR) & ~OpenFlags.O_TRUNC;
+          const c = await up.create(this.m, dir, nm, perm, f | OpenFlags.O_CREAT | OpenFlags.O_EXCL);
+          entry = c.entry;
+          fh = c.fh;
+          break;
+        }
+      }
+      try {
+        if (entry.attr.uid !== ctx.uid || entry.attr.gid !== gid) {
+          await up.setattr(this.m, entry.ino, { uid: ctx.uid, gid }).catch((e) => { if (spec.kind !== 'symlink') throw e; });
+          if ((perm & (S_ISUID | S_ISGID)) !== 0 && spec.kind !== 'symlink') await up.setattr(this.m, entry.ino, { mode: perm });
+        }
+        if (isDir && overWhiteout) await up.setOpaque(this.m, entry.ino, true);
+        if (staged) {
+          await up.rename(this.m, dir, nm, updir, name, isDir ? RenameFlags.EXCHANGE : 0);
+          if (isDir) await up.deleteWhiteout(this.m, dir, nm);
+        }
+      } catch (e) {
+        if (fh !== undefined) await up.release(this.m, entry.ino, fh).catch(() => undefined);
+        await this.removeAny(up, dir, nm, isDir).catch(() => undefined);
+        await up.forget(this.m, entry.ino, 1);
+        throw e;
+      }
+      const ra = await up.getattr(this.m, entry.ino);
+      const real: RealRef = { layer: up, idx: 0, ino: entry.ino, attrIno: ra.ino };
+      const key = originKey(0, ra.ino);
+      this.upperKeys.set(ra.ino, key);
+      const res: Resolution = { upper: real, lowers: [], type: typeOfMode(ra.mode), opaque: isDir && overWhiteout, attr: ra, key };
+      const { node, created } = this.attachResolution(p, name, res);
+      if (!created) await this.releaseResolution(res);
+      this.invalidate(p);
+      let ofh: number | undefined;
+      if (fh !== undefined) {
+        ofh = this.nextFh++;
+        this.files.set(ofh, { node, real: node.upper!, fh, flags: spec.flags ?? OpenFlags.O_RDWR });
+        this.ref(node);
+      }
+      return { entry: await this.entryOf(node), ...(ofh !== undefined ? { fh: ofh } : {}) };
+    });
+  }
+
+  /** Remove a non-directory name (a whiteout stays where a lower has the name). */
+  async unlink(ctx: RequestContext, parent: number, name: string): Promise<void> {
+    const p = this.dirNode(parent);
+    validateName(name);
+    this.requireUpper();
+    await this.removeName(ctx, p, name, false);
+  }
+
+  /** Remove an empty (in the merged view) directory. */
+  async rmdir(ctx: RequestContext, parent: number, name: string): Promise<void> {
+    const p = this.dirNode(parent);
+    validateName(name);
+    this.requireUpper();
+    await this.removeName(ctx, p, name, true);
+  }
+
+  private async removeName(ctx: RequestContext, p: OvlNode, name: string, isDir: boolean): Promise<void> {
+    const up = this.requireUpper();
+    const child = await this.lookupFor(ctx, p, name);
+    if (!child) throw fsErr('ENOENT');
+    try {
+      if (isDir && child.type !== 'directory') throw fsErr('ENOTDIR');
+      if (!isDir && child.type === 'directory') throw fsErr('EISDIR');
+      await this.check(ctx, p, AccessMode.W_OK | AccessMode.X_OK);
+      if (this.checkPerms) checkSticky(await this.realAttr(p), await this.realAttr(child), ctx);
+      await this.ns.run(async () => {
+        if (p.children.get(name) !== child) throw fsErr('ENOENT');
+        let upperWhiteouts: string[] = [];
+        if (isDir) {
+          const l = await this.listMerged(child, false);
+          if (l.visible.length > 0) throw fsErr('ENOTEMPTY');
+          upperWhiteouts = l.upperWhiteouts;
+        }
+        await this.copyUp(p);
+        const updir = p.upper!.ino;
+        const positive = await this.lowerPositive(p, name, child);
+        const ca = child.upper ? await this.realAttr(child) : undefined;
+        if (!child.upper) {
+          await up.createWhiteout(this.m, updir, name);
+        } else if (positive) {
+          if (up.workIno !== undefined && up.whiteoutFormat === 'chardev') {
+            const tmp = this.tempName();
+            await up.createWhiteout(this.m, up.workIno, tmp);
+            if (isDir) {
+              await up.rename(this.m, up.workIno, tmp, updir, name, RenameFlags.EXCHANGE);
+              await this.removeAny(up, up.workIno, tmp, true);
+            } else {
+              await up.rename(this.m, up.workIno, tmp, updir, name, 0);
+            }
+          } else {
+            if (isDir) await this.cleanDir(up, child.upper.ino); else await up.unlink(this.m, updir, name);
+            if (isDir) await up.rmdir(this.m, updir, name);
+            await up.createWhiteout(this.m, updir, name);
+          }
+        } else if (isDir) {
+          for (const w of upperWhiteouts) await up.deleteWhiteout(this.m, child.upper.ino, w);
+          await up.rmdir(this.m, updir, name);
+        } else {
+          await up.unlink(this.m, updir, name);
+        }
+        if (ca && (isDir || ca.nlink <= 1)) this.upperKeys.delete(child.upper?.attrIno ?? -1);
+        this.detachName(child, p, name);
+        if (isDir) child.removed = true;
+        this.invalidate(child);
+        this.invalidate(p);
+      });
+    } finally {
+      await this.unref(child);
+    }
+  }
+
+  /** Is `a` an ancestor of (or equal to) `b`? */
+  private isAncestor(a: OvlNode, b: OvlNode): boolean {
+    for (let x: OvlNode | undefined = b; x; x = x.parent) if (x === a) return true;
+    return false;
+  }
+
+  /** rename(2) / renameat2 with NOREPLACE or EXCHANGE, as kernel overlayfs does it. */
+  async rename(ctx: RequestContext, parent: number, name: string, newparent: number, newname: string, flags: number): Promise<void> {
+    const p = this.dirNode(parent);
+    const np = this.dirNode(newparent);
+    validateName(name);
+    validateName(newname);
+    const exchange = (flags & RenameFlags.EXCHANGE) !== 0;
+    if (exchange && (flags & (RenameFlags.NOREPLACE | RenameFlags.WHITEOUT)) !== 0) throw fsErr('EINVAL');
+    if ((flags & ~(RenameFlags.NOREPLACE | RenameFlags.EXCHANGE | RenameFlags.WHITEOUT)) !== 0) throw fsErr('EINVAL');
+    const up = this.requireUpper();
+    const old = await this.lookupFor(ctx, p, name);
+    if (!old) throw fsErr('ENOENT');
+    let target: OvlNode | undefined;
+    try {
+      target = await this.lookupFor(ctx, np, newname);
+      if ((flags & RenameFlags.NOREPLACE) && target) throw fsErr('EEXIST');
+      if (exchange && !target) throw fsErr('ENOENT');
+      if (old.type === 'directory' && this.isAncestor(old, np)) throw fsErr('EINVAL');
+      if (target && target.type === 'directory' && this.isAncestor(target, p)) {
+        throw fsErr(exchange ? 'EINVAL' : 'ENOTEMPTY');
+      }
+      if (target === old) return;
+      if (target && !exchange) {
+        if (old.type === 'directory' && target.type !== 'directory') throw fsErr('ENOTDIR');
+        if (old.type !== 'directory' && target.type === 'directory') throw fsErr('EISDIR');
+      }
+      await this.check(ctx, p, AccessMode.W_OK | AccessMode.X_OK);
+      if (np !== p) await this.check(ctx, np, AccessMode.W_OK | AccessMode.X_OK);
+      if (this.checkPerms) {
+        checkSticky(await this.realAttr(p), await this.realAttr(old), ctx);
+        if (target) checkSticky(await this.realAttr(np), await this.realAttr(target), ctx);
+        if (np !== p && old.type === 'directory') await this.check(ctx, old, AccessMode.W_OK);
+        if (np !== p && exchange && target!.type === 'directory') await this.check(ctx, target!, AccessMode.W_OK);
+      }
+      if (flags & RenameFlags.WHITEOUT) throw fsErr('EINVAL');
+      if (old.type === 'directory' && old.lowers.length > 0) throw fsErr('EXDEV');
+      if (exchange && target!.type === 'directory' && target!.lowers.length > 0) throw fsErr('EXDEV');
+      await this.ns.run(() => this.doRename(up, p, name, old, np, newname, target, exchange));
+    } finally {
+      if (target) await this.unref(target);
+      await this.unref(old);
+    }
+  }
+
+  private async doRename(
+    up: Layer, p: OvlNode, name: string, old: OvlNode, np: OvlNode, newname: string,
+    target: OvlNode | undefined, exchange: boolean,
+  ): Promise<void> {
+    if (p.children.get(name) !== old) throw fsErr('ENOENT');
+    if ((np.children.get(newname) ?? undefined) !== target && target) throw fsErr('ENOENT');
+    let targetWhiteouts: string[] = [];
+    if (target && !exchange && target.type === 'directory') {
+      const l = await this.listMerged(target, false);
+      if (l.visible.length > 0) throw fsErr('ENOTEMPTY');
+      targetWhiteouts = l.upperWhiteouts;
+    }
+    await this.copyUp(old);
+    await this.copyUp(np);
+    if (exchange) await this.copyUp(target!);
+    const oldDir = p.upper!.ino;
+    const newDir = np.upper!.ino;
+    const newUpperWhiteout = !target && await this.probeWhiteout(np, newname);
+    const oldPositive = !exchange && await this.lowerPositive(p, name, old);
+    // Opaque markers, as the kernel sets them before the move.
+    if (old.type === 'directory' && !old.opaque && this.isMerged(np)) {
+      await up.setOpaque(this.m, old.upper!.ino, true);
+      old.opaque = true;
+    }
+    if (exchange && target!.type === 'directory' && !target!.opaque && this.isMerged(p)) {
+      await up.setOpaque(this.m, target!.upper!.ino, true);
+      target!.opaque = true;
+    }
+    // An upper target directory that is empty in the merged view may hold whiteouts.
+    if (target && !exchange && target.type === 'directory' && target.upper) {
+      for (const w of targetWhiteouts) await up.deleteWhiteout(this.m, target.upper.ino, w);
+      await up.setOpaque(this.m, target.upper.ino, false).catch(() => undefined);
+    }
+    const ta = target?.upper ? await this.realAttr(target) : undefined;
+    if (exchange) {
+      await up.rename(this.m, oldDir, name, newDir, newname, RenameFlags.EXCHANGE);
+    } else if (oldPositive) {
+      await this.renameLeavingWhiteout(up, oldDir, name, newDir, newname, newUpperWhiteout);
+    } else {
+      if (newUpperWhiteout && up.whiteoutFormat === 'chardev' && old.type === 'directory') {
+        await up.rename(this.m, oldDir, name, newDir, newname, RenameFlags.EXCHANGE);
+        await up.deleteWhiteout(this.m, oldDir, name);
+      } else {
+        await up.rename(this.m, oldDir, name, newDir, newname, 0);
+        if (newUpperWhiteout && up.whiteoutFormat !== 'chardev') await up.deleteWhiteout(this.m, newDir, newname).catch(() => undefined);
+      }
+    }
+    if (p !== np) {
+      if (old.type !== 'directory' && old.key !== originKey(0, old.upper!.attrIno)) await this.setImpure(np);
+      if (exchange && target!.type !== 'directory' && target!.key !== originKey(0, target!.upper!.attrIno)) await this.setImpure(p);
+    }
+    // Bookkeeping of names.
+    if (target && !exchange) {
+      if (ta && (target.type === 'directory' || ta.nlink <= 1)) this.upperKeys.delete(target.upper!.attrIno);
+      this.detachName(target, np, newname);
+      if (target.type === 'directory') target.removed = true;
+      this.invalidate(target);
+    }
+    this.moveName(old, p, name, np, newname);
+    if (exchange) this.moveName(target!, np, newname, p, name, true);
+    this.invalidate(old);
+    this.invalidate(target);
+    this.invalidate(p);
+    this.invalidate(np);
+  }
+
+  /** Move `src` from (p, name) to (np, newname) and leave a whiteout at the source, atomically where the layer allows. */
+  private async renameLeavingWhiteout(up: Layer, oldDir: number, name: string, newDir: number, newname: string, newIsWhiteout: boolean): Promise<void> {
+    if (up.whiteoutFormat === 'chardev') {
+      if (newIsWhiteout) {
+        // Switch whiteouts: the target's whiteout moves to the source.
+        try {
+          await up.rename(this.m, oldDir, name, newDir, newname, RenameFlags.EXCHANGE);
+          return;
+        } catch (e) {
+          if (!SOFT_COPY_ERRORS.has(codeOf(e) ?? '')) throw e;
+        }
+      } else {
+        try {
+          await up.rename(this.m, oldDir, name, newDir, newname, RenameFlags.WHITEOUT);
+          return;
+        } catch (e) {
+          if (!SOFT_COPY_ERRORS.has(codeOf(e) ?? '') && codeOf(e) !== 'EPERM') throw e;
+        }
+      }
+      if (up.workIno !== undefined) {
+        // Build the whiteout in the work dir, exchange it with the source, move the source on.
+        const tmp = this.tempName();
+        await up.createWhiteout(this.m, up.workIno, tmp);
+        await up.rename(this.m, up.workIno, tmp, oldDir, name, RenameFlags.EXCHANGE);
+        try {
+          await up.rename(this.m, up.workIno, tmp, newDir, newname, 0);
+        } catch (e) {
+          await up.rename(this.m, up.workIno, tmp, oldDir, name, RenameFlags.EXCHANGE).catch(() => undefined);
+          await up.deleteWhiteout(this.m, up.workIno, tmp).catch(() => undefined);
+          throw e;
+        }
+        return;
+      }
+    }
+    if (newIsWhiteout) await up.deleteWhiteout(this.m, newDir, newname).catch(() => undefined);
+    await up.rename(this.m, oldDir, name, newDir, newname, 0);
+    await up.createWhiteout(this.m, oldDir, name);
+  }
+
+  /** Node bookkeeping of a move of one name. */
+  private moveName(n: OvlNode, p: OvlNode, name: string, np: OvlNode, newname: string, exchanged = false): void {
+    if (!exchanged && p.children.get(name) === n) p.children.delete(name);
+    np.children.set(newname, n);
+    if (n.parent === p && n.name === name) {
+      if (np !== p) {
+        this.ref(np);
+        const oldp = p;
+        n.parent = np;
+        n.name = newname;
+        void this.unref(oldp).catch(() => undefined);
+      } else {
+        n.name = newname;
+      }
+    } else {
+      const a = n.aliases.find((x) => x.parent === p && x.name === name);
+      if (a) { a.parent = np; a.name = newname; }
+    }
+    n.removed = false;
+  }
+
+  /** Make a new name for `ino` (copied up first); +1 lookup. */
+  async link(ctx: RequestContext, ino: number, newparent: number, newname: string): Promise<Entry> {
+    const n = this.node(ino);
+    const np = this.dirNode(newparent);
+    validateName(newname);
+    const existing = await this.lookupFor(ctx, np, newname);
+    if (existing) { await this.unref(existing); throw fsErr('EEXIST'); }
+    const up = this.requireUpper();
+    if (n.type === 'directory') throw fsErr('EPERM');
+    await this.check(ctx, np, AccessMode.W_OK | AccessMode.X_OK);
+    if (this.checkPerms && ctx.uid !== 0) {
+      const a = await this.realAttr(n);
+      if (ctx.uid !== a.uid && !(n.type === 'file' && (a.mode & S_ISUID) === 0 && mayAccess(a, ctx, AccessMode.R_OK | AccessMode.W_OK))) {
+        throw fsErr('EPERM');
+      }
+    }
+    if (np.removed) throw fsErr('ENOENT');
+    return this.ns.run(async () => {
+      const again = await this.lookupChild(np, newname);
+      if (again) { await this.unref(again); throw fsErr('EEXIST'); }
+      await this.copyUp(n);
+      await this.copyUp(np);
+      const newDir = np.upper!.ino;
+      const overWhiteout = await this.probeWhiteout(np, newname);
+      let e: Entry;
+      if (overWhiteout && up.workIno !== undefined && up.whiteoutFormat === 'chardev') {
+        const tmp = this.tempName();
+        e = await up.link(this.m, n.upper!.ino, up.workIno, tmp);
+        try {
+          await up.rename(this.m, up.workIno, tmp, newDir, newname, 0);
+        } catch (err) {
+          await up.unlink(this.m, up.workIno, tmp).catch(() => undefined);
+          await up.forget(this.m, e.ino, 1);
+          throw err;
+        }
+      } else {
+        if (overWhiteout) await up.deleteWhiteout(this.m, newDir, newname);
+        e = await up.link(this.m, n.upper!.ino, newDir, newname);
+      }
+      await up.forget(this.m, e.ino, 1);
+      if (n.key !== originKey(0, n.upper!.attrIno) && np !== this.liveName(n)?.parent) await this.setImpure(np);
+      this.ref(n);
+      n.aliases.push({ parent: np, name: newname });
+      np.children.set(newname, n);
+      if (n.removed && !this.liveName(n)) n.removed = false;
+      this.invalidate(n);
+      this.invalidate(np);
+      return this.entryOf(n);
+    });
+  }
+
+  // ---------------------------------------------------------------- files
+
+  /** Open a file; opening for write (or truncate) copies a lower file up first. */
+  async open(ctx: RequestContext, ino: number, flags: number): Promise<OpenResult> {
+    const n = this.node(ino);
+    if (n.type === 'directory' && ((flags & O_ACCMODE) !== OpenFlags.O_RDONLY || (flags & OpenFlags.O_TRUNC))) throw fsErr('EISDIR');
+    const acc = flags & O_ACCMODE;
+    let mask = 0;
+    if (acc === OpenFlags.O_RDONLY || acc === OpenFlags.O_RDWR) mask |= AccessMode.R_OK;
+    if (acc === OpenFlags.O_WRONLY || acc === OpenFlags.O_RDWR || (flags & OpenFlags.O_TRUNC)) mask |= AccessMode.W_OK;
+    const write = opensForWrite(flags) && (n.type === 'file' || n.type === 'directory' || n.type === 'symlink');
+    if (write && !this.upper) throw fsErr('EROFS');
+    await this.check(ctx, n, mask);
+    if (write && !n.upper) await this.ns.run(() => this.copyUp(n, (flags & OpenFlags.O_TRUNC) === 0));
+    const real = n.upper ?? n.lowers[0]!;
+    const realFlags = flags & ~(OpenFlags.O_CREAT | OpenFlags.O_EXCL | OpenFlags.O_NOCTTY);
+    const o = await real.layer.open(this.m, real.ino, realFlags);
+    if (flags & OpenFlags.O_TRUNC) this.invalidate(n);
+    const fh = this.nextFh++;
+    this.files.set(fh, { node: n, real, fh: o.fh, flags: realFlags });
+    this.ref(n);
+    return { fh, ...(o.directIo !== undefined ? { directIo: o.directIo } : {}), ...(o.keepCache !== undefined ? { keepCache: o.keepCache } : {}) };
+  }
+
+  private handle(fh: number): FileHandleState {
+    const h = this.files.get(fh);
+    if (!h) throw fsErr('EBADF');
+    return h;
+  }
+
+  /** A read handle opened before a copy-up follows the object to the upper (as the kernel's). */
+  private async currentReal(h: FileHandleState): Promise<FileHandleState> {
+    const up = h.node.upper;
+    if (up && h.real !== up) {
+      const o = await up.layer.open(this.m, up.ino, h.flags & ~OpenFlags.O_TRUNC);
+      const old = h.real;
+      const oldFh = h.fh;
+      if (h.real !== up) {
+        h.real = up;
+        h.fh = o.fh;
+        await old.layer.release(this.m, old.ino, oldFh).catch(() => undefined);
+      } else {
+        await up.layer.release(this.m, up.ino, o.fh);
+      }
+    }
+    return h;
+  }
+
+  /** Read from an open file. */
+  async read(_ctx: RequestContext, _ino: number, fh: number, length: number, position: number): Promise<Uint8Array> {
+    const h = await this.currentReal(this.handle(fh));
+    return h.real.layer.read(this.m, h.real.ino, h.fh, length, position);
+  }
+
+  /** Write to an open file. */
+  async write(_ctx: RequestContext, _ino: number, fh: number, data: Uint8Array, position: number): Promise<number> {
+    const h = await this.currentReal(this.handle(fh));
+    this.invalidate(h.node);
+    try {
+      return await h.real.layer.write(this.m, h.real.ino, h.fh, data, position);
+    } finally {
+      this.invalidate(h.node);
+    }
+  }
+
+  /** close(2) of a descriptor. */
+  async flush(_ctx: RequestContext, _ino: number, fh: number): Promise<void> {
+    const h = this.handle(fh);
+    await h.real.layer.flush(this.m, h.real.ino, h.fh);
+  }
+
+  /** Last close: free the handle. */
+  async release(_ctx: RequestContext, _ino: number, fh: number): Promise<void> {
+    const h = this.files.get(fh);
+    if (!h) return;
+    this.files.delete(fh);
+    try {
+      await h.real.layer.release(this.m, h.real.ino, h.fh);
+    } finally {
+      this.invalidate(h.node);
+      await this.unref(h.node);
+    }
+  }
+
+  /** Flush data to stable storage. */
+  async fsync(_ctx: RequestContext, _ino: number, fh: number, datasync: boolean): Promise<void> {
+    const h = this.handle(fh);
+    await h.real.layer.fsync(this.m, h.real.ino, h.fh, datasync);
+  }
+
+  /** Allocate or punch space (the handle is open for write, so the file is in the upper). */
+  async fallocate(_ctx: RequestContext, _ino: number, fh: number, mode: number, offset: number, length: number): Promise<void> {
+    const h = await this.currentReal(this.handle(fh));
+    if (h.real.idx !== 0 || !this.upper) throw fsErr('EBADF');
+    this.invalidate(h.node);
+    await h.real.layer.fallocate(this.m, h.real.ino, h.fh, mode, offset, length);
+    this.invalidate(h.node);
+  }
+
+  /** SEEK_DATA / SEEK_HOLE / SEEK_END on the real file. */
+  async lseek(_ctx: RequestContext, _ino: number, fh: number, offset: number, whence: number): Promise<number> {
+    const h = await this.currentReal(this.handle(fh));
+    return h.real.layer.lseek(this.m, h.real.ino, h.fh, offset, whence);
+  }
+
+  /** Copy a range between two open files (within one layer by the layer, else by read/write). */
+  async copyFileRange(
+    ctx: RequestContext, _inoIn: number, fhIn: number, offIn: number,
+    _inoOut: number, fhOut: number, offOut: number, length: number, flags: number,
+  ): Promise<number> {
+    const a = await this.currentReal(this.handle(fhIn));
+    const b = await this.currentReal(this.handle(fhOut));
+    this.invalidate(b.node);
+    if (a.real.layer === b.real.layer) {
+      try {
+        return await a.real.layer.copyFileRange(this.m, a.real.ino, a.fh, offIn, b.real.ino, b.fh, offOut, length, flags);
+      } catch (e) {
+        if (!SOFT_COPY_ERRORS.has(codeOf(e) ?? '')) throw e;
+      } finally {
+        this.invalidate(b.node);
+      }
+    }
+    let done = 0;
+    while (done < length) {
+      const buf = await this.read(ctx, a.node.ino, fhIn, Math.min(CHUNK, length - done), offIn + done);
+      if (buf.length === 0) break;
+      let w = 0;
+      while (w < buf.length) w += await this.write(ctx, b.node.ino, fhOut, buf.subarray(w), offOut + done + w);
+      done += buf.length;
+    }
+    return done;
+  }
+
+  // ---------------------------------------------------------------- directories
+
+  /** Open a directory for listing (read permission needed). */
+  async opendir(ctx: RequestContext, ino: number): Promise<OpenResult> {
+    const n = this.dirNode(ino);
+    await this.check(ctx, n, AccessMode.R_OK);
+    const fh = this.nextFh++;
+    this.dirs.set(fh, { node: n, entries: undefined, plus: false });
+    this.ref(n);
+    return { fh };
+  }
+
+  /**
+   * The merged listing after `offset`. The list is built when read from offset 0 and kept
+   * per handle, so offsets never skip or repeat names while the directory changes.
+   */
+  async readdir(_ctx: RequestContext, _ino: number, fh: number, offset: number, plus: boolean): Promise<DirEntry[]> {
+    const h = this.dirs.get(fh);
+    if (!h) throw fsErr('EBADF');
+    if (offset === 0 || !h.entries) {
+      const n = h.node;
+      if (n.removed) { h.entries = []; return []; }
+      const { visible } = await this.listMerged(n, plus);
+      const entries: DirListEntry[] = [];
+      for (const l of visible) {
+        entries.push({
+          name: l.name, type: l.type, ino: await this.listedIno(n, l), top: l.top!.dir, dino: l.top!.dino,
+          ...(l.top!.attr ? { attr: l.top!.attr } : {}),
+        });
+      }
+      h.entries = entries;
+      h.plus = plus;
+    }
+    const out: DirEntry[] = [];
+    const end = Math.min(h.entries.length, offset + 4096);
+    for (let i = offset; i < end; i++) {
+      const e = h.entries[i]!;
+      const d: DirEntry = { name: e.name, ino: e.ino, type: e.type, offset: i + 1 };
+      if (plus) {
+        const live = h.node.children.get(e.name);
+        let a: Attr | undefined;
+        let merged = false;
+        if (live && this.table.get(live.ino)?.value === live && live.ino === e.ino) {
+          a = await this.realAttr(live).catch(() => undefined);
+          merged = this.isMerged(live);
+        } else if (e.attr) {
+          a = e.attr;
+        } else {
+          a = await this.attrOfListed(h.node, e).catch(() => undefined);
+        }
+        if (a) out.push({ ...d, attr: { ...a, ino: e.ino, dev: this.dev, nlink: merged ? 1 : a.nlink } });
+        else out.push(d);
+      } else {
+        out.push(d);
+      }
+    }
+    return out;
+  }
+
+  private async attrOfListed(p: OvlNode, e: DirListEntry): Promise<Attr | undefined> {
+    const ent = await e.top.layer.lookup(this.m, this.stackOf(p).find((s) => s.idx === e.top.idx)!.ino, e.name);
+    await e.top.layer.forget(this.m, ent.ino, 1);
+    return ent.attr;
+  }
+
+  /** Free a directory handle. */
+  async releasedir(_ctx: RequestContext, _ino: number, fh: number): Promise<void> {
+    const h = this.dirs.get(fh);
+    if (!h) return;
+    this.dirs.delete(fh);
+    await this.unref(h.node);
+  }
+
+  /** Flush a directory (the upper's, when there is one). */
+  async fsyncdir(_ctx: RequestContext, _ino: number, _fh: number, _datasync: boolean): Promise<void> {
+    return;
+  }
+
+  /** Statistics of the upper layer (or of the top lower when read-only). */
+  async statfs(_ctx: RequestContext, _ino: number): Promise<StatFs> {
+    const l = this.upper ?? this.lowers[0]!;
+    return l.statfs(this.m, l.rootIno);
+  }
+
+  // ---------------------------------------------------------------- xattrs
+
+  /** True for names private to an overlay implementation. */
+  private isPrivateXattr(name: string): boolean {
+    return OVERLAY_PREFIXES.some((p) => name.startsWith(p));
+  }
+
+  /**
+   * The real name of a user-visible xattr: the overlay's own prefix is escaped as the
+   * kernel escapes it (`trusted.overlay.x` is stored as `trusted.overlay.overlay.x`); other
+   * overlay implementations' names are refused (undefined).
+   */
+  private realXattrName(name: string): string | undefined {
+    if (name.startsWith(this.xattrPrefix)) return this.xattrPrefix + 'overlay.' + name.slice(this.xattrPrefix.length);
+    if (this.isPrivateXattr(name)) return undefined;
+    return name;
+  }
+
+  private checkXattrWrite(ctx: RequestContext, n: OvlNode, a: Attr, name: string): void {
+    if (!this.checkPerms) return;
+    if (name.startsWith('trusted.') || name.startsWith('security.')) {
+      if (ctx.uid !== 0 && name.startsWith('trusted.')) throw fsErr('EPERM');
+      return;
+    }
+    if (name.startsWith('user.')) {
+      if (n.type !== 'file' && n.type !== 'directory') throw fsErr('EPERM');
+      if (n.type === 'directory' && (a.mode & S_ISVTX) && ctx.uid !== 0 && ctx.uid !== a.uid) throw fsErr('EPERM');
+      checkAccess(a, ctx, AccessMode.W_OK);
+    }
+  }
+
+  /** Set an xattr (copy-up first); overlay-private names are refused. */
+  async setxattr(ctx: RequestContext, ino: number, name: string, value: Uint8Array, flags: number): Promise<void> {
+    const n = this.node(ino);
+    const up = this.requireUpper();
+    const real = this.realXattrName(name);
+    if (real === undefined) throw fsErr('EPERM');
+    this.checkXattrWrite(ctx, n, await this.realAttr(n), name);
+    if (!n.upper) await this.ns.run(() => this.copyUp(n));
+    await up.setxattr(this.m, n.upper!.ino, real, value, flags);
+    this.invalidate(n);
+  }
+
+  /** Value of an xattr; overlay-private names are never visible. */
+  async getxattr(ctx: RequestContext, ino: number, name: string): Promise<Uint8Array> {
+    const n = this.node(ino);
+    const real = this.realXattrName(name);
+    if (real === undefined) throw fsErr('ENODATA');
+    if (this.checkPerms && name.startsWith('user.') && (n.type === 'file' || n.type === 'directory')) await this.check(ctx, n, AccessMode.R_OK);
+    const r = n.upper ?? n.lowers[0]!;
+    return r.layer.getxattr(this.m, r.ino, real);
+  }
+
+  /** Names of the xattrs, without overlay-private ones (escaped own names shown unescaped). */
+  async listxattr(_ctx: RequestContext, ino: number): Promise<string[]> {
+    const n = this.node(ino);
+    const r = n.upper ?? n.lowers[0]!;
+    const names = await r.layer.listxattr(this.m, r.ino);
+    const out: string[] = [];
+    const esc = this.xattrPrefix + 'overlay.';
+    for (const x of names) {
+      if (x.startsWith(esc)) out.push(this.xattrPrefix + x.slice(esc.length));
+      else if (!this.isPrivateXattr(x)) out.push(x);
+    }
+    return out;
+  }
+
+  /** Remove an xattr (copy-up first). */
+  async removexattr(ctx: RequestContext, ino: number, name: string): Promise<void> {
+    const n = this.node(ino);
+    const up = this.requireUpper();
+    const real = this.realXattrName(name);
+    if (real === undefined) throw fsErr('ENODATA');
+    this.checkXattrWrite(ctx, n, await this.realAttr(n), name);
+    if (!n.upper) {
+      const r = n.lowers[0]!;
+      await r.layer.getxattr(this.m, r.ino, real);
+      await this.ns.run(() => this.copyUp(n));
+    }
+    await up.removexattr(this.m, n.upper!.ino, real);
+    this.invalidate(n);
+  }
+
+  /** access(2): the caller's permissions on the merged attributes; W_OK on a read-only overlay is EROFS. */
+  async access(ctx: RequestContext, ino: number, mask: number): Promise<void> {
+    const n = this.node(ino);
+    if ((mask & AccessMode.W_OK) && !this.upper && (n.type === 'file' || n.type === 'directory' || n.type === 'symlink')) throw fsErr('EROFS');
+    checkAccess(await this.realAttr(n), ctx, mask);
+  }
+
+  /** Release every handle and every layer lookup the overlay holds. Idempotent. */
+  async destroy(): Promise<void> {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    for (const [fh, h] of this.files) {
+      this.files.delete(fh);
+      await h.real.layer.release(this.m, h.real.ino, h.fh).catch(() => undefined);
+    }
+    this.dirs.clear();
+    for (const r of [...this.table.records()]) {
+      if (r.ino === ROOT_INO) continue;
+      await this.forgetReal(r.value.upper).catch(() => undefined);
+      for (const l of r.value.lowers) await this.forgetReal(l).catch(() => undefined);
+    }
+    if (this.destroyLayers) for (const l of this.layers) await l.destroy();
+  }
+}
+
+function isZero(b: Uint8Array): boolean {
+  for (let i = 0; i < b.length; i++) if (b[i] !== 0) return false;
+  return true;
+}

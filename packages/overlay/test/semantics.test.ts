@@ -1,0 +1,349 @@
+// OverlayFs semantics over MemoryLayers: lookup, whiteouts, opaque dirs, merged readdir,
+// copy-up, removal, rename, hard links, inode numbers, private xattrs and lookup counts.
+import { OpenFlags, ROOT_CONTEXT, ROOT_INO, RenameFlags, Volume } from '@layerfs/core';
+import { dump, opaque, whiteout, file, symlink } from '@layerfs/testkit';
+import { describe, expect, it } from 'vitest';
+import { OverlayFs } from '../src/index.js';
+import { expectNoLeaks, memOverlay } from './helpers.js';
+
+const ctx = ROOT_CONTEXT;
+
+describe('lookup and merge', () => {
+  it('lookup goes top-down: upper wins, whiteouts hide, opaque dirs hide, non-dirs hide, dirs merge', async () => {
+    const o = await memOverlay([
+      { a: 'lower-a', d: { x: 'lx', y: 'ly' }, o: { hidden: '1' }, f: { under: '1' }, w: 'gone' },
+      { a: 'bottom-a', d: { z: 'lz' }, deep: 'deep' },
+    ], { a: 'upper-a', d: { y: 'uy', x: whiteout() }, o: opaque({ mine: 'm' }), f: 'now a file', w: whiteout() });
+    const { vol } = o;
+    expect(await vol.readFile('/a', 'utf8')).toBe('upper-a');
+    expect((await vol.readdir('/d')).sort()).toEqual(['y', 'z']);
+    expect(await vol.readFile('/d/y', 'utf8')).toBe('uy');
+    await expect(vol.stat('/d/x')).rejects.toMatchObject({ code: 'ENOENT' });
+    expect(await vol.readdir('/o')).toEqual(['mine']);
+    expect((await vol.stat('/f')).isFile()).toBe(true);
+    await expect(vol.stat('/w')).rejects.toMatchObject({ code: 'ENOENT' });
+    expect(await vol.readFile('/deep', 'utf8')).toBe('deep');
+    expect((await vol.readdir('/')).sort()).toEqual(['a', 'd', 'deep', 'f', 'o']);
+    expectNoLeaks(o);
+  });
+
+  it('mixed whiteout formats stack: an OCI lower under a chardev upper', async () => {
+    const o = await memOverlay([{ k: 'keep', gone: whiteout(), op: opaque({ i: '1' }) }, { gone: 'x', op: { j: '2' } }], { u: whiteout() }, { formats: ['chardev', 'oci', 'chardev'] });
+    expect((await o.vol.readdir('/')).sort()).toEqual(['k', 'op']);
+    expect(await o.vol.readdir('/op')).toEqual(['i']);
+    expectNoLeaks(o);
+  });
+
+  it('readdir: each name once, right types, d_ino == st_ino, no markers', async () => {
+    const o = await memOverlay([{ d: { s: symlink('t'), sub: {}, f: 'x' } }, { d: { f: 'old', sub: { q: '1' }, g: 'g' } }], { d: { n: 'new' } }, { formats: ['chardev', 'oci', 'oci'] });
+    const ents = await o.vol.readdir('/d', { withFileTypes: true });
+    const byName = Object.fromEntries(ents.map((e) => [e.name, e]));
+    expect(Object.keys(byName).sort()).toEqual(['f', 'g', 'n', 's', 'sub']);
+    expect(byName.s!.isSymbolicLink()).toBe(true);
+    expect(byName.sub!.isDirectory()).toBe(true);
+    const d = await o.ov.lookup(ctx, ROOT_INO, 'd');
+    const { fh } = await o.ov.opendir(ctx, d.ino);
+    const list = await o.ov.readdir(ctx, d.ino, fh, 0, false);
+    for (const e of list) {
+      const st = await o.vol.lstat(`/d/${e.name}`);
+      expect(st.ino).toBe(e.ino);
+    }
+    await o.ov.releasedir(ctx, d.ino, fh);
+    await o.ov.forget(ctx, d.ino, 1);
+    expectNoLeaks(o);
+  });
+
+  it('readdir on one handle neither skips nor repeats names while entries change', async () => {
+    const spec: Record<string, string> = {};
+    for (let i = 0; i < 20; i++) spec[`f${i}`] = String(i);
+    const o = await memOverlay([spec], {});
+    const { fh } = await o.ov.opendir(ctx, ROOT_INO);
+    const first = (await o.ov.readdir(ctx, ROOT_INO, fh, 0, false)).slice(0, 5);
+    await o.vol.unlink('/f10');
+    await o.vol.writeFile('/zz', 'new');
+    const rest = await o.ov.readdir(ctx, ROOT_INO, fh, first[first.length - 1]!.offset, false);
+    const names = [...first, ...rest].map((e) => e.name);
+    expect(new Set(names).size).toBe(names.length);
+    expect(names.sort()).toEqual(Object.keys(spec).sort());
+    const again = await o.ov.readdir(ctx, ROOT_INO, fh, 0, false);
+    expect(again.map((e) => e.name)).toContain('zz');
+    expect(again.map((e) => e.name)).not.toContain('f10');
+    await o.ov.releasedir(ctx, ROOT_INO, fh);
+    expectNoLeaks(o);
+  });
+});
+
+describe('copy-up', () => {
+  it('first write copies up parents first, with mode, owner, times, xattrs (not private ones)', async () => {
+    const o = await memOverlay([{ d: { e: { f: file('hello', 0o640, { uid: 7, gid: 8, xattrs: { 'user.a': '1', 'trusted.overlay.x': 'no' } }) } } }]);
+    const before = await o.vol.stat('/d/e/f', { bigint: true });
+    await o.vol.appendFile('/d/e/f', ' world');
+    expect(await o.vol.readFile('/d/e/f', 'utf8')).toBe('hello world');
+    const up = await dump(o.upper, { owners: true });
+    expect(up).toMatchObject({ d: { e: { f: { content: 'hello world', mode: 0o640, uid: 7, gid: 8 } } } });
+    expect(await o.vol.listxattr('/d/e/f')).toEqual(['user.a']);
+    const after = await o.vol.stat('/d/e/f', { bigint: true });
+    expect(after.ino).toBe(before.ino);
+    expect(await dump(o.lowers[0]!)).toMatchObject({ d: { e: { f: { content: 'hello' } } } });
+    expectNoLeaks(o);
+  });
+
+  it('keeps nanosecond times on copy-up by chmod', async () => {
+    const o = await memOverlay([{ f: 'x' }]);
+    await o.vol.utimes('/f', 0, 0).catch(() => undefined);
+    const l = o.lowers[0]!;
+    const e = await l.lookup(ctx, ROOT_INO, 'f');
+    await l.setattr(ctx, e.ino, { mtime: { sec: 1000, nsec: 123456789 }, atime: { sec: 999, nsec: 1 } });
+    await l.forget(ctx, e.ino, 1);
+    await o.vol.chmod('/f', 0o600);
+    const st = await o.vol.stat('/f', { bigint: true });
+    expect(st.mtimeNs).toBe(1000123456789n);
+    expect(st.atimeNs).toBe(999000000001n);
+    expect(Number(st.mode) & 0o7777).toBe(0o600);
+    expectNoLeaks(o);
+  });
+
+  it('every change copies up: truncate, chown, utimes, setxattr, removexattr, link, rename', async () => {
+    const names = ['t', 'c', 'u', 's', 'r', 'l', 'm'];
+    const spec: Record<string, ReturnType<typeof file>> = {};
+    for (const n of names) spec[n] = file(`data-${n}`, 0o644, { xattrs: { 'user.k': 'v' } });
+    const o = await memOverlay([spec]);
+    const v = o.vol;
+    await v.truncate('/t', 2);
+    await v.chown('/c', 5, 5);
+    await v.utimes('/u', 1, 2);
+    await v.setxattr('/s', 'user.n', 'x');
+    await v.removexattr('/r', 'user.k');
+    await v.link('/l', '/l2');
+    await v.rename('/m', '/m2');
+    const up = await dump(o.upper);
+    for (const n of ['t', 'c', 'u', 's', 'r', 'l', 'l2', 'm2']) expect(up).toHaveProperty(n);
+    expect(up.m).toEqual(whiteout());
+    expect(await v.readFile('/t', 'utf8')).toBe('da');
+    expectNoLeaks(o);
+  });
+
+  it('opening read-only never copies up', async () => {
+    const o = await memOverlay([{ d: { f: 'x' } }]);
+    const h = await o.vol.open('/d/f', 'r');
+    await h.close();
+    expect(await o.vol.readFile('/d/f', 'utf8')).toBe('x');
+    expect(await dump(o.upper)).toEqual({});
+    expectNoLeaks(o);
+  });
+
+  it('a reader open before copy-up stays consistent and sees later writes', async () => {
+    const o = await memOverlay([{ f: 'abcdef' }]);
+    const r = await o.vol.open('/f', 'r');
+    const b = Buffer.alloc(3);
+    await r.read(b, 0, 3, 0);
+    expect(b.toString()).toBe('abc');
+    const w = await o.vol.open('/f', 'r+');
+    await w.write(Buffer.from('XY'), 0, 2, 3);
+    await w.close();
+    const b2 = Buffer.alloc(6);
+    const { bytesRead } = await r.read(b2, 0, 6, 0);
+    expect(b2.subarray(0, bytesRead).toString()).toBe('abcXYf');
+    await r.close();
+    expectNoLeaks(o);
+  });
+
+  it('concurrent writers to one lower file copy it up once and lose no bytes', async () => {
+    const o = await memOverlay([{ f: Buffer.alloc(4096, 0x61) }]);
+    const writes = Array.from({ length: 8 }, async (_, i) => {
+      const h = await o.vol.open('/f', 'r+');
+      await h.write(Buffer.from([0x30 + i]), 0, 1, i * 100);
+      await h.close();
+    });
+    await Promise.all(writes);
+    const data = await o.vol.readFile('/f');
+    expect(data.length).toBe(4096);
+    for (let i = 0; i < 8; i++) expect(data[i * 100]).toBe(0x30 + i);
+    const up = await dump(o.upper);
+    expect(Object.keys(up)).toEqual(['f']);
+    expectNoLeaks(o);
+  });
+
+  it('copy-up keeps holes (sparse data stays sparse)', async () => {
+    const big = Buffer.alloc(3 << 20);
+    big.write('head', 0);
+    big.write('tail', big.length - 4);
+    const o = await memOverlay([{ s: big }]);
+    await o.vol.chmod('/s', 0o600);
+    const data = await o.vol.readFile('/s');
+    expect(data.equals(big)).toBe(true);
+    expectNoLeaks(o);
+  });
+});
+
+describe('removal and creation', () => {
+  it('unlink and rmdir of lower names leave whiteouts; rmdir needs merged-empty and clears upper whiteouts', async () => {
+    const o = await memOverlay([{ f: 'x', d: { a: '1' }, e: {} }], { d: { b: '2' } });
+    await o.vol.unlink('/f');
+    await expect(o.vol.rmdir('/d')).rejects.toMatchObject({ code: 'ENOTEMPTY' });
+    await o.vol.unlink('/d/a');
+    await expect(o.vol.rmdir('/d')).rejects.toMatchObject({ code: 'ENOTEMPTY' });
+    await o.vol.unlink('/d/b');
+    expect(await dump(o.upper)).toEqual({ f: whiteout(), d: { a: whiteout() } });
+    await o.vol.rmdir('/d');
+    await o.vol.rmdir('/e');
+    expect(await dump(o.upper)).toEqual({ f: whiteout(), d: whiteout(), e: whiteout() });
+    expect(await o.vol.readdir('/')).toEqual([]);
+    expectNoLeaks(o);
+  });
+
+  it('mkdir over a whiteout makes an opaque dir; a file over a whiteout replaces it', async () => {
+    const o = await memOverlay([{ d: { old: '1' }, f: 'old' }]);
+    await o.vol.rm('/d', { recursive: true });
+    await o.vol.unlink('/f');
+    await o.vol.mkdir('/d');
+    await o.vol.writeFile('/f', 'new');
+    expect(await o.vol.readdir('/d')).toEqual([]);
+    expect(await dump(o.upper)).toEqual({ d: opaque({}), f: 'new' });
+    expectNoLeaks(o);
+  });
+
+  it('created objects are owned by the caller, with the umask applied', async () => {
+    const o = await memOverlay([{ pub: { } }], {});
+    await o.vol.chmod('/pub', 0o777);
+    const user = new Volume(o.ov, { context: { uid: 1000, gid: 1000, pid: 1, umask: 0o022 } });
+    await user.writeFile('/pub/mine', 'x', { mode: 0o666 });
+    const st = await user.stat('/pub/mine');
+    expect([st.uid, st.gid, st.mode & 0o777]).toEqual([1000, 1000, 0o644]);
+    await expect(user.writeFile('/nope', 'x')).rejects.toMatchObject({ code: 'EACCES' });
+    expectNoLeaks(o);
+  });
+
+  it('without an upper every change is EROFS; reads work', async () => {
+    const o = await memOverlay([{ f: 'x', d: {} }], null);
+    expect(await o.vol.readFile('/f', 'utf8')).toBe('x');
+    for (const p of [
+      o.vol.writeFile('/f', 'y'), o.vol.writeFile('/g', 'y'), o.vol.unlink('/f'), o.vol.rmdir('/d'),
+      o.vol.mkdir('/n'), o.vol.chmod('/f', 0o600), o.vol.rename('/f', '/g'), o.vol.setxattr('/f', 'user.a', 'b'),
+    ]) await expect(p).rejects.toMatchObject({ code: 'EROFS' });
+    expect(o.ov.liveInodes()).toBe(1);
+  });
+});
+
+describe('rename', () => {
+  it('renaming a lower file leaves a whiteout so the lower never reappears', async () => {
+    const o = await memOverlay([{ a: 'A', b: 'B' }]);
+    await o.vol.rename('/a', '/c');
+    await o.vol.rename('/c', '/b');
+    expect((await o.vol.readdir('/')).sort()).toEqual(['b']);
+    expect(await o.vol.readFile('/b', 'utf8')).toBe('A');
+    expect(await dump(o.upper)).toEqual({ a: whiteout(), b: 'A' });
+    expectNoLeaks(o);
+  });
+
+  it('directories from a lower: EXDEV; upper-only directories move (made opaque in merged parents)', async () => {
+    const o = await memOverlay([{ low: { x: '1' }, m: { y: '1' } }]);
+    await expect(o.vol.rename('/low', '/moved')).rejects.toMatchObject({ code: 'EXDEV' });
+    await o.vol.mkdir('/new');
+    await o.vol.writeFile('/new/f', 'f');
+    await o.vol.rename('/new', '/m/inner');
+    expect(await o.vol.readFile('/m/inner/f', 'utf8')).toBe('f');
+    expect(await dump(o.upper)).toEqual({ m: { inner: opaque({ f: 'f' }) } });
+    expectNoLeaks(o);
+  });
+
+  it('NOREPLACE and EXCHANGE', async () => {
+    const o = await memOverlay([{ a: 'A', b: 'B' }]);
+    const root = ROOT_INO;
+    await expect(o.ov.rename(ctx, root, 'a', root, 'b', RenameFlags.NOREPLACE)).rejects.toMatchObject({ code: 'EEXIST' });
+    await expect(o.ov.rename(ctx, root, 'a', root, 'zz', RenameFlags.EXCHANGE)).rejects.toMatchObject({ code: 'ENOENT' });
+    await o.ov.rename(ctx, root, 'a', root, 'b', RenameFlags.EXCHANGE);
+    expect(await o.vol.readFile('/a', 'utf8')).toBe('B');
+    expect(await o.vol.readFile('/b', 'utf8')).toBe('A');
+    await expect(o.ov.rename(ctx, root, 'a', root, 'b', RenameFlags.WHITEOUT)).rejects.toMatchObject({ code: 'EINVAL' });
+    expectNoLeaks(o);
+  });
+
+  it('rename errors: ENOTDIR, EISDIR, ENOTEMPTY, EINVAL into itself', async () => {
+    const o = await memOverlay([{ f: 'x', d: { a: '1' }, e: {} }]);
+    await o.vol.mkdir('/u');
+    await o.vol.mkdir('/u/v');
+    await expect(o.vol.rename('/u', '/f')).rejects.toMatchObject({ code: 'ENOTDIR' });
+    await expect(o.vol.rename('/f', '/e')).rejects.toMatchObject({ code: 'EISDIR' });
+    await expect(o.vol.rename('/u', '/d')).rejects.toMatchObject({ code: 'ENOTEMPTY' });
+    await expect(o.vol.rename('/u', '/u/v/w')).rejects.toMatchObject({ code: 'EINVAL' });
+    await o.vol.rename('/u/v', '/e');
+    expect(await dump(o.upper)).toEqual({ u: {}, e: opaque({}) });
+    expectNoLeaks(o);
+  });
+});
+
+describe('inodes, hard links, xattrs, lookup counts', () => {
+  it('ino is stable across copy-up, forget, re-creation; one st_dev; hard links share an inode', async () => {
+    const o = await memOverlay([{ f: 'x', d: { g: 'y' } }]);
+    const i1 = (await o.vol.stat('/d/g')).ino;
+    await o.vol.writeFile('/d/g', 'z');
+    expect((await o.vol.stat('/d/g')).ino).toBe(i1);
+    const ov2 = await OverlayFs.create({ upper: o.upper, lowers: o.lowers });
+    const v2 = new Volume(ov2, { context: ctx });
+    expect((await v2.stat('/d/g')).ino).toBe(i1);
+    await v2.rename('/d/g', '/moved');
+    expect((await v2.stat('/moved')).ino).toBe(i1);
+    const devs = new Set([(await v2.stat('/')).dev, (await v2.stat('/d')).dev, (await v2.stat('/f')).dev]);
+    expect(devs.size).toBe(1);
+    await v2.link('/f', '/f2');
+    const [a, b] = [await v2.stat('/f'), await v2.stat('/f2')];
+    expect(a.ino).toBe(b.ino);
+    expect(a.nlink).toBe(2);
+    expect(ov2.liveInodes()).toBe(1);
+    expectNoLeaks(o);
+  });
+
+  it('lower hard links are one overlay inode until copy-up', async () => {
+    const o = await memOverlay([{ a: 'shared', b: 'x' }]);
+    const l = o.lowers[0]!;
+    await l.unlink(ctx, ROOT_INO, 'b');
+    const e = await l.lookup(ctx, ROOT_INO, 'a');
+    await l.forget(ctx, (await l.link(ctx, e.ino, ROOT_INO, 'b')).ino, 1);
+    await l.forget(ctx, e.ino, 1);
+    const ea = await o.ov.lookup(ctx, ROOT_INO, 'a');
+    const eb = await o.ov.lookup(ctx, ROOT_INO, 'b');
+    expect(ea.ino).toBe(eb.ino);
+    expect(ea.attr.nlink).toBe(2);
+    await o.ov.forget(ctx, ea.ino, 2);
+    expectNoLeaks(o);
+  });
+
+  it('overlay-private xattrs are hidden and own ones escaped as the kernel does', async () => {
+    const o = await memOverlay([{ f: file('x', 0o644, { xattrs: { 'user.ok': '1', 'user.fuseoverlayfs.opaque': 'y' } }) }]);
+    expect(await o.vol.listxattr('/f')).toEqual(['user.ok']);
+    await expect(o.vol.getxattr('/f', 'user.fuseoverlayfs.opaque')).rejects.toMatchObject({ code: 'ENODATA' });
+    await expect(o.vol.setxattr('/f', 'user.fuseoverlayfs.x', 'y')).rejects.toMatchObject({ code: 'EPERM' });
+    await o.vol.setxattr('/f', 'trusted.overlay.foo', 'bar');
+    expect((await o.vol.getxattr('/f', 'trusted.overlay.foo')).toString()).toBe('bar');
+    expect((await o.vol.listxattr('/f')).sort()).toEqual(['trusted.overlay.foo', 'user.ok']);
+    await expect(o.vol.getxattr('/f', 'trusted.overlay.origin')).rejects.toMatchObject({ code: 'ENODATA' });
+    expectNoLeaks(o);
+  });
+
+  it('forgotten is not gone: a name is found again after its inode was forgotten', async () => {
+    const o = await memOverlay([{ d: { f: 'x' } }]);
+    const e1 = await o.ov.lookup(ctx, ROOT_INO, 'd');
+    await o.ov.forget(ctx, e1.ino, 1);
+    expect(o.ov.liveInodes()).toBe(1);
+    const e2 = await o.ov.lookup(ctx, ROOT_INO, 'd');
+    expect(e2.ino).toBe(e1.ino);
+    await o.ov.forget(ctx, e2.ino, 1);
+    await o.vol.mkdir('/n');
+    await o.vol.writeFile('/n/k', 'kid');
+    await o.vol.rename('/n', '/d/n');
+    expect(await o.vol.readFile('/d/n/k', 'utf8')).toBe('kid');
+    expectNoLeaks(o);
+  });
+
+  it('open(O_CREAT|O_EXCL) on an existing name is EEXIST; create over a lower file without O_EXCL opens it', async () => {
+    const o = await memOverlay([{ f: 'lower' }]);
+    await expect(o.ov.create(ctx, ROOT_INO, 'f', 0o644, OpenFlags.O_CREAT | OpenFlags.O_EXCL | OpenFlags.O_RDWR)).rejects.toMatchObject({ code: 'EEXIST' });
+    const c = await o.ov.create(ctx, ROOT_INO, 'f', 0o644, OpenFlags.O_CREAT | OpenFlags.O_RDONLY);
+    expect(Buffer.from(await o.ov.read(ctx, c.entry.ino, c.fh, 10, 0)).toString()).toBe('lower');
+    await o.ov.release(ctx, c.entry.ino, c.fh);
+    await o.ov.forget(ctx, c.entry.ino, 1);
+    expect(await dump(o.upper)).toEqual({});
+    expectNoLeaks(o);
+  });
+});
