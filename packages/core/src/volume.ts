@@ -9,6 +9,7 @@
  * name, `path` and `dest` that `node:fs` gives for the same case. Byte I/O lives in
  * `FileHandle`; `readFile`, `writeFile`, `truncate` and `copyFile` go through it.
  */
+import { posix } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FsError, isFsError, toFsError, type FsErrorContext } from './errors.js';
 import { FileHandle, ownerChange } from './file-handle.js';
@@ -130,25 +131,11 @@ function parsePath(path: string): { parts: string[]; dirOnly: boolean } {
   return { parts, dirOnly: parts.length > 0 && path.endsWith('/') };
 }
 
-/** The components of `path` with `.` and `..` applied textually (as Node's mkdir -p walks). */
-function lexicalParts(path: string): string[] {
-  const out: string[] = [];
-  for (const p of parsePath(path).parts) {
-    if (p === '..') out.pop();
-    else if (p !== '.') out.push(p);
-  }
-  return out;
-}
-
 function modeArg(mode: number | string | undefined, fallback: number): number {
   if (mode === undefined) return fallback;
   const n = typeof mode === 'string' ? parseInt(mode, 8) : mode;
   if (!Number.isInteger(n) || n < 0) throw new FsError('EINVAL', { detail: `bad mode ${String(mode)}` });
   return n & 0o7777;
-}
-
-function childPath(dir: string, name: string): string {
-  return dir.endsWith('/') ? dir + name : `${dir}/${name}`;
 }
 
 /** A `node:fs/promises`-like path API over any `Filesystem`; see the module comment. */
@@ -216,14 +203,16 @@ export class Volume {
       if (mode & CopyFileMode.COPYFILE_FICLONE_FORCE) throw new FsError('ENOTSUP', { detail: 'a Volume cannot clone' });
       const from = await this.open(src, 'r');
       try {
+        // The steps, their order, and removing `dest` after a failure are libuv's uv__fs_copyfile.
         const st = await from.stat();
-        if (st.isDirectory()) throw FsError.of('EISDIR');
         const excl = mode & CopyFileMode.COPYFILE_EXCL ? OpenFlags.O_EXCL : 0;
         const to = await this.open(dest, OpenFlags.O_WRONLY | OpenFlags.O_CREAT | excl, st.mode & 0o7777);
         try {
-          if (to.ino === from.ino) return;
+          if (!excl) {
+            if (to.ino === from.ino) return;
+            await to.truncate(0);
+          }
           await to.chmod(st.mode & 0o7777);
-          await to.truncate(0);
           const buf = Buffer.allocUnsafe(Math.min(VOLUME_CHUNK, Math.max(st.size, 1)));
           for (let pos = 0; ;) {
             const { bytesRead } = await from.read(buf, 0, buf.byteLength, pos);
@@ -231,9 +220,12 @@ export class Volume {
             await to.write(buf, 0, bytesRead, pos);
             pos += bytesRead;
           }
-        } finally {
+        } catch (e) {
           await to.close();
+          await this.unlink(dest).catch(() => undefined);
+          throw e;
         }
+        await to.close();
       } finally {
         await from.close();
       }
@@ -315,27 +307,24 @@ export class Volume {
 
   /**
    * Make a directory (mode default 0o777, less the umask). With `recursive`, make missing
-   * parents too and return the first directory made (as an absolute volume path), or
-   * undefined when it already existed.
+   * parents too and return the first directory made (a prefix of the path as given, as
+   * Node returns it), or undefined when the directory already existed.
    */
   async mkdir(path: PathLike, options?: MakeDirectoryOptions): Promise<string | undefined> {
     const p = pathString(path);
     const o = typeof options === 'object' ? options : { mode: options };
     const mode = modeArg(o.mode, 0o777);
-    return this.#withLookups({ syscall: 'mkdir', path: p }, async (l) => {
-      if (o.recursive) return this.#mkdirp(l, lexicalParts(p), mode, true);
-      await this.#mkdirIn(l, p, mode);
-      return undefined;
-    });
+    if (o.recursive) return this.#withLookups(null, (l) => this.#mkdirp(l, p, mode, true));
+    await this.#withLookups({ syscall: 'mkdir', path: p }, (l) => this.#mkdirIn(l, p, mode));
+    return undefined;
   }
 
   /** Remove an empty directory (`recursive`: remove it and its contents, as Node's deprecated form). */
   async rmdir(path: PathLike, options?: { recursive?: boolean }): Promise<void> {
     const p = pathString(path);
     if (options?.recursive) {
-      await this.#at('stat', p, 'follow', async () => undefined);
-      await this.#rmTree(p);
-      return;
+      const st = await this.stat(p);
+      if (st.isDirectory()) return this.#rimrafDir(p);
     }
     await this.#withLookups({ syscall: 'rmdir', path: p }, async (l) => {
       const w = await this.#walk(l, p, 'parent');
@@ -357,14 +346,10 @@ export class Volume {
       if (options.force && isFsError(e, 'ENOENT')) return;
       throw e;
     }
-    if (!st.isDirectory()) {
-      await this.unlink(p);
-      return;
-    }
-    if (!options.recursive) {
+    if (st.isDirectory() && !options.recursive) {
       throw new FsError('EISDIR', { syscall: 'rm', path: p, detail: 'path is a directory; use recursive' });
     }
-    await this.#rmTree(p);
+    await this.#rimraf(p);
   }
 
   // ---- names ----------------------------------------------------------------------------
@@ -472,16 +457,17 @@ export class Volume {
 
   // ---- private helpers ------------------------------------------------------------------
 
-  /** Run `fn` with a fresh lookup scope, forgetting its lookups after; errors get `context`. */
-  #withLookups<T>(context: FsErrorContext, fn: (l: Lookups) => Promise<T>): Promise<T> {
-    return withErrorContext(context, async () => {
+  /** Run `fn` with a fresh lookup scope, forgetting its lookups after; errors get `context` (null: as thrown). */
+  #withLookups<T>(context: FsErrorContext | null, fn: (l: Lookups) => Promise<T>): Promise<T> {
+    const run = async (): Promise<T> => {
       const l = new Lookups(this.#fs, this.#ctx);
       try {
         return await fn(l);
       } finally {
         await l.release();
       }
-    });
+    };
+    return context === null ? run() : withErrorContext(context, run);
   }
 
   /** Resolve `path` (following the final symlink or not) and run `fn` on the object found. */
@@ -515,7 +501,10 @@ export class Volume {
   async #walk(l: Lookups, path: string, final: 'follow' | 'nofollow' | 'parent', allowMissing = false): Promise<Walk> {
     const { parts, dirOnly } = parsePath(path);
     const queue = [...parts];
-    if (dirOnly && final !== 'parent') queue.push('.'); // a trailing slash follows and demands a directory
+    // A trailing slash follows the last component and demands a directory ('.' checks that),
+    // except when creating: then a trailing slash on the name to create is EISDIR (kernel).
+    let slashTail = dirOnly && allowMissing;
+    if (dirOnly && final !== 'parent' && !allowMissing) queue.push('.');
     let stack: Step[] = [ROOT_STEP];
     let name: string | null = null;
     let links = 0;
@@ -529,6 +518,7 @@ export class Volume {
         continue;
       }
       if (last && final === 'parent') return { stack, name: c, missing: false, dirOnly };
+      if (last && slashTail) throw FsError.of('EISDIR');
       let entry: Entry;
       try {
         entry = await l.lookup(cur.ino, c);
@@ -541,7 +531,8 @@ export class Volume {
         const target = await this.#fs.readlink(this.#ctx, entry.ino);
         const t = parsePath(target);
         if (target.startsWith('/')) stack = [ROOT_STEP];
-        queue.unshift(...t.parts, ...(t.dirOnly ? ['.'] : []));
+        if (last && allowMissing) slashTail = t.dirOnly;
+        queue.unshift(...t.parts, ...(t.dirOnly && !(last && allowMissing) ? ['.'] : []));
         name = null;
         continue;
       }
@@ -566,7 +557,6 @@ export class Volume {
   async #openIn(l: Lookups, path: string, flags: number, mode: number): Promise<{ ino: number; fh: number | undefined }> {
     const { O_CREAT, O_EXCL, O_TRUNC, O_DIRECTORY, O_NOFOLLOW, O_ACCMODE, O_RDONLY } = OpenFlags;
     const creating = (flags & O_CREAT) !== 0;
-    if (creating && parsePath(path).dirOnly) throw FsError.of('EISDIR');
     const follow = (flags & O_NOFOLLOW) === 0 && !(creating && (flags & O_EXCL) !== 0);
     const w = await this.#walk(l, path, follow ? 'follow' : 'nofollow', creating);
     if (w.missing && w.name !== null) {
@@ -585,7 +575,8 @@ export class Volume {
     const { fh } = await this.#fs.open(this.#ctx, node.ino, flags & ~(O_CREAT | O_EXCL));
     if ((flags & O_TRUNC) !== 0) {
       try {
-        await this.#fs.setattr(this.#ctx, node.ino, { size: 0 }, fh);
+        // A filesystem may leave O_TRUNC to the caller (FUSE without atomic_o_trunc).
+        if ((await this.#fs.getattr(this.#ctx, node.ino, fh)).size > 0) await this.#fs.setattr(this.#ctx, node.ino, { size: 0 }, fh);
       } catch (e) {
         await this.#fs.release(this.#ctx, node.ino, fh);
         throw e;
@@ -619,47 +610,69 @@ export class Volume {
   }
 
   /**
-   * mkdir -p as Node does it: make `parts`; on ENOENT make the parent first and retry; on
-   * any other failure succeed if a directory is there, else EEXIST (for the target) or
-   * ENOTDIR (for a parent). Returns the first directory made.
+   * mkdir -p as Node's (async) binding does it, on the path string: make `path`; on ENOENT
+   * make its parent (the text before the last slash) first and retry. On any other failure
+   * stat the path: a parent that exists (EEXIST) must be a directory, else ENOTDIR reported
+   * at that parent; for the target a directory is success, another type EEXIST, a failing
+   * stat its own error. Returns the first directory made. Errors carry their level's path.
    */
-  async #mkdirp(l: Lookups, parts: string[], mode: number, isTarget: boolean): Promise<string | undefined> {
-    const path = `/${parts.join('/')}`;
+  async #mkdirp(l: Lookups, path: string, mode: number, isTarget: boolean): Promise<string | undefined> {
+    const attempt = (): Promise<FsError | undefined> =>
+      this.#mkdirIn(l, path, mode).then(() => undefined, (e: unknown) => toFsError(e));
+    let err = await attempt();
+    if (err === undefined) return path;
     let first: string | undefined;
-    let err: FsError;
-    try {
-      await this.#mkdirIn(l, path, mode);
-      return path;
-    } catch (e) {
-      err = toFsError(e);
+    const cut = path.lastIndexOf('/');
+    const parent = cut <= 0 ? '/' : path.slice(0, cut);
+    if (err.code === 'ENOENT' && parent !== path) {
+      first = await this.#mkdirp(l, parent, mode, false);
+      err = await attempt();
+      if (err === undefined) return first ?? path;
     }
-    if (err.code === 'ENOENT' && parts.length > 0) {
-      first = await this.#mkdirp(l, parts.slice(0, -1), mode, false);
+    const failed = err;
+    return withErrorContext({ syscall: 'mkdir', path }, async () => {
+      let there: Step | undefined;
       try {
-        await this.#mkdirIn(l, path, mode);
-        return first ?? path;
+        there = top(await this.#walk(l, path, 'follow'));
       } catch (e) {
-        err = toFsError(e);
+        if (isTarget || failed.code !== 'EEXIST') throw e;
       }
-    }
-    let there: Step;
-    try {
-      there = top(await this.#walk(l, path, 'follow'));
-    } catch {
-      throw err;
-    }
-    if (isDir(there.mode)) return first;
-    throw FsError.of(isTarget ? 'EEXIST' : 'ENOTDIR');
+      if (there !== undefined && isDir(there.mode)) return first;
+      throw FsError.of(!isTarget && failed.code === 'EEXIST' ? 'ENOTDIR' : 'EEXIST');
+    });
   }
 
-  /** Remove a directory and everything below it (each step with its own syscall and path). */
-  async #rmTree(dir: string): Promise<void> {
-    for (const ent of await this.readdir(dir, { withFileTypes: true })) {
-      const child = childPath(dir, ent.name);
-      if (ent.isDirectory()) await this.#rmTree(child);
-      else await this.unlink(child);
+  /** Remove `path` whatever it is, as Node's rimraf: a vanished path is success. */
+  async #rimraf(path: string): Promise<void> {
+    let st: Stats;
+    try {
+      st = await this.lstat(path);
+    } catch (e) {
+      if (isFsError(e, 'ENOENT')) return;
+      throw e;
     }
-    await this.rmdir(dir);
+    try {
+      if (st.isDirectory()) await this.#rimrafDir(path);
+      else await this.unlink(path);
+    } catch (e) {
+      if (isFsError(e, 'ENOENT')) return;
+      if (isFsError(e, 'EISDIR') || isFsError(e, 'EPERM')) return this.#rimrafDir(path, e);
+      throw e;
+    }
+  }
+
+  /** Remove a directory as Node's rimraf: rmdir first, and only when it is not empty its children. */
+  async #rimrafDir(path: string, original?: unknown): Promise<void> {
+    try {
+      await this.rmdir(path);
+      return;
+    } catch (e) {
+      if (isFsError(e, 'ENOENT')) return;
+      if (isFsError(e, 'ENOTDIR')) throw original ?? e;
+      if (!isFsError(e, 'ENOTEMPTY') && !isFsError(e, 'EEXIST') && !isFsError(e, 'EPERM')) throw e;
+    }
+    for (const name of await this.readdir(path)) await this.#rimraf(posix.join(path, name));
+    await this.rmdir(path);
   }
 }
 

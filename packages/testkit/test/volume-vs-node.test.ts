@@ -1,0 +1,244 @@
+// Differential property test: the same random operation sequences applied to a `Volume` over a
+// `MemoryLayer` and to `node:fs/promises` on a fresh temporary directory (volume path `/a/b`
+// ↔ host `<tmp>/a/b`) must give the same results and the same errors (code, syscall, path,
+// dest), and the Volume must have forgotten every lookup after every call.
+//
+// Safety: nothing generated can leave the temp dir on the host. Paths have no `..`, symlink
+// targets are either absolute (mapped into the temp dir on the host) or relative without `..`.
+// Runs: 200 by default; LAYERFS_FC_RUNS raises it (the nightly size is 2000).
+import { afterAll, describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import * as fsp from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Volume, processContext, typeOfMode, type FileType } from '@layerfs/core';
+import { MemoryLayer } from '../src/index.js';
+
+const RUNS = Number(process.env.LAYERFS_FC_RUNS ?? 200);
+const UMASK = 0o022;
+
+/** The two sides under comparison: a Volume and the host's fs/promises rooted at a temp dir. */
+interface Side {
+  /** Map a volume path to this side's path. */
+  p(path: string): string;
+  /** Map a symlink target as written by the test to this side's target. */
+  target(t: string): string;
+  /** The fs/promises-shaped API of this side. */
+  fs: Pick<Volume, 'mkdir' | 'writeFile' | 'appendFile' | 'readFile' | 'readdir' | 'rename' | 'unlink' | 'rmdir'
+    | 'rm' | 'symlink' | 'readlink' | 'link' | 'chmod' | 'truncate' | 'stat' | 'lstat' | 'utimes' | 'realpath'
+    | 'access' | 'copyFile'>;
+  /** Open (only the FileHandle calls the test makes are used). */
+  open(path: string, flags: string): Promise<{
+    write(data: string, position?: number | null): Promise<{ bytesWritten: number }>;
+    read(buf: Buffer, offset: number, length: number, position: number): Promise<{ bytesRead: number }>;
+    stat(): Promise<{ size: number }>;
+    close(): Promise<void>;
+  }>;
+}
+
+type Op =
+  | { op: 'mkdir'; path: string; recursive: boolean }
+  | { op: 'writeFile'; path: string; data: string; flag: 'w' | 'wx' | 'a' }
+  | { op: 'appendFile'; path: string; data: string }
+  | { op: 'readFile'; path: string }
+  | { op: 'readdir'; path: string; withFileTypes: boolean }
+  | { op: 'rename'; path: string; dest: string }
+  | { op: 'unlink'; path: string }
+  | { op: 'rmdir'; path: string }
+  | { op: 'rm'; path: string; recursive: boolean; force: boolean }
+  | { op: 'symlink'; target: string; path: string }
+  | { op: 'readlink'; path: string }
+  | { op: 'link'; path: string; dest: string }
+  | { op: 'chmod'; path: string; mode: number }
+  | { op: 'truncate'; path: string; len: number }
+  | { op: 'stat'; path: string; follow: boolean }
+  | { op: 'utimes'; path: string; atime: number; mtime: number }
+  | { op: 'realpath'; path: string }
+  | { op: 'access'; path: string; mode: number }
+  | { op: 'copyFile'; path: string; dest: string; excl: boolean }
+  | { op: 'handle'; path: string; flags: string; data: string; position: number | null };
+
+const name = fc.constantFrom('a', 'b', 'c');
+const pathArb = fc.tuple(
+  fc.array(fc.oneof({ weight: 8, arbitrary: name }, { weight: 1, arbitrary: fc.constant('.') }), { minLength: 1, maxLength: 3 }),
+  fc.constantFrom('', '', '', '', '', '', '', '/'),
+).map(([parts, slash]) => `/${parts.join('/')}${slash}`);
+const targetArb = fc.oneof(
+  pathArb,
+  fc.array(name, { minLength: 1, maxLength: 2 }).map((p) => p.join('/')),
+);
+const dataArb = fc.constantFrom('', 'x', 'hello', 'abcdefgh');
+
+const opArb: fc.Arbitrary<Op> = fc.oneof(
+  { weight: 4, arbitrary: fc.record({ op: fc.constant('mkdir' as const), path: pathArb, recursive: fc.boolean() }) },
+  { weight: 4, arbitrary: fc.record({ op: fc.constant('writeFile' as const), path: pathArb, data: dataArb, flag: fc.constantFrom('w' as const, 'wx' as const, 'a' as const) }) },
+  fc.record({ op: fc.constant('appendFile' as const), path: pathArb, data: dataArb }),
+  { weight: 2, arbitrary: fc.record({ op: fc.constant('readFile' as const), path: pathArb }) },
+  { weight: 2, arbitrary: fc.record({ op: fc.constant('readdir' as const), path: pathArb, withFileTypes: fc.boolean() }) },
+  { weight: 2, arbitrary: fc.record({ op: fc.constant('rename' as const), path: pathArb, dest: pathArb }) },
+  fc.record({ op: fc.constant('unlink' as const), path: pathArb }),
+  fc.record({ op: fc.constant('rmdir' as const), path: pathArb }),
+  fc.record({ op: fc.constant('rm' as const), path: pathArb, recursive: fc.boolean(), force: fc.boolean() }),
+  { weight: 2, arbitrary: fc.record({ op: fc.constant('symlink' as const), target: targetArb, path: pathArb }) },
+  fc.record({ op: fc.constant('readlink' as const), path: pathArb }),
+  fc.record({ op: fc.constant('link' as const), path: pathArb, dest: pathArb }),
+  fc.record({ op: fc.constant('chmod' as const), path: pathArb, mode: fc.constantFrom(0o755, 0o644, 0o700, 0o600, 0o000, 0o777) }),
+  fc.record({ op: fc.constant('truncate' as const), path: pathArb, len: fc.constantFrom(0, 2, 10) }),
+  { weight: 3, arbitrary: fc.record({ op: fc.constant('stat' as const), path: pathArb, follow: fc.boolean() }) },
+  fc.record({
+    op: fc.constant('utimes' as const), path: pathArb,
+    atime: fc.integer({ min: 0, max: 2_000_000_000_000 }).map((n) => n / 1000),
+    mtime: fc.integer({ min: 0, max: 2_000_000_000_000 }).map((n) => n / 1000),
+  }),
+  fc.record({ op: fc.constant('realpath' as const), path: pathArb }),
+  fc.record({ op: fc.constant('access' as const), path: pathArb, mode: fc.constantFrom(0, 1, 2, 4, 7) }),
+  fc.record({ op: fc.constant('copyFile' as const), path: pathArb, dest: pathArb, excl: fc.boolean() }),
+  fc.record({
+    op: fc.constant('handle' as const), path: pathArb, flags: fc.constantFrom('r', 'r+', 'w+', 'a', 'a+', 'wx'),
+    data: dataArb, position: fc.constantFrom(null, 0, 3),
+  }),
+);
+
+function typeOf(mode: number): FileType {
+  return typeOfMode(mode);
+}
+
+/** Apply one operation; the comparable part of its result. */
+async function apply(side: Side, op: Op): Promise<unknown> {
+  const { fs } = side;
+  const p = side.p(op.path);
+  switch (op.op) {
+    case 'mkdir': {
+      const first = await fs.mkdir(p, { recursive: op.recursive });
+      return first === undefined ? undefined : unmap(side, first);
+    }
+    case 'writeFile': return fs.writeFile(p, op.data, { flag: op.flag });
+    case 'appendFile': return fs.appendFile(p, op.data);
+    case 'readFile': return fs.readFile(p, 'utf8');
+    case 'readdir':
+      if (op.withFileTypes) {
+        return (await fs.readdir(p, { withFileTypes: true }))
+          .map((d) => [d.name, d.isFile(), d.isDirectory(), d.isSymbolicLink()]).sort();
+      }
+      return (await fs.readdir(p)).sort();
+    case 'rename': return fs.rename(p, side.p(op.dest));
+    case 'unlink': return fs.unlink(p);
+    case 'rmdir': return fs.rmdir(p);
+    case 'rm': return fs.rm(p, { recursive: op.recursive, force: op.force });
+    case 'symlink': return fs.symlink(side.target(op.target), p);
+    case 'readlink': return unmap(side, await fs.readlink(p));
+    case 'link': return fs.link(p, side.p(op.dest));
+    case 'chmod': return fs.chmod(p, op.mode);
+    case 'truncate': return fs.truncate(p, op.len);
+    case 'stat': {
+      const st = op.follow ? await fs.stat(p) : await fs.lstat(p);
+      const type = typeOf(st.mode);
+      return { type, mode: st.mode, nlink: st.nlink, size: type === 'file' ? st.size : undefined };
+    }
+    case 'utimes': {
+      await fs.utimes(p, op.atime, op.mtime);
+      const st = await fs.stat(p);
+      return { atimeMs: st.atimeMs, mtimeMs: st.mtimeMs };
+    }
+    case 'realpath': return unmap(side, await fs.realpath(p));
+    case 'access': return fs.access(p, op.mode);
+    case 'copyFile': return fs.copyFile(p, side.p(op.dest), op.excl ? 1 : 0);
+    case 'handle': {
+      const h = await side.open(p, op.flags);
+      const out: unknown[] = [];
+      try {
+        for (const step of [
+          async () => (await h.write(op.data, op.position)).bytesWritten,
+          async () => {
+            const buf = Buffer.alloc(32);
+            const { bytesRead } = await h.read(buf, 0, 32, 0);
+            return buf.subarray(0, bytesRead).toString('utf8');
+          },
+          async () => (await h.stat()).size,
+        ]) {
+          out.push(await step().catch((e: NodeJS.ErrnoException) => ({ code: e.code, syscall: e.syscall })));
+        }
+      } finally {
+        await h.close();
+      }
+      return out;
+    }
+  }
+}
+
+let host: Side;
+let hostRoot = '';
+let hostReal = '';
+
+/** Strip the host temp dir from a path the host returned (readlink, realpath). */
+function unmap(side: Side, path: string): string {
+  if (side !== host) return path;
+  for (const base of [hostReal, hostRoot]) {
+    if (path === base) return '/';
+    if (path.startsWith(`${base}/`)) return path.slice(base.length);
+  }
+  return path;
+}
+
+function unmapError(side: Side, e: unknown): unknown {
+  const err = e as NodeJS.ErrnoException & { dest?: string };
+  const code = err.code === 'ERR_FS_EISDIR' ? 'EISDIR' : err.code;
+  if (typeof code !== 'string' || !/^E[A-Z]+$/.test(code)) throw e;
+  const path = err.path === undefined ? undefined : side === host ? unmap(side, err.path) : err.path;
+  const dest = err.dest === undefined ? undefined : side === host ? unmap(side, err.dest) : err.dest;
+  return { error: code, syscall: err.syscall, path, dest };
+}
+
+async function outcome(side: Side, op: Op): Promise<unknown> {
+  try {
+    return { ok: await apply(side, op) };
+  } catch (e) {
+    return unmapError(side, e);
+  }
+}
+
+const made: string[] = [];
+afterAll(async () => {
+  for (const dir of made) await fsp.rm(dir, { recursive: true, force: true });
+});
+
+describe('Volume over MemoryLayer agrees with node:fs/promises', () => {
+  it(`gives the same results and errors for random operation sequences (${RUNS} runs)`, async () => {
+    expect(process.umask()).toBe(UMASK); // both sides create with the same umask
+    const ctx = processContext(UMASK);
+    await fc.assert(
+      fc.asyncProperty(fc.array(opArb, { minLength: 1, maxLength: 25 }), async (ops) => {
+        hostRoot = await fsp.mkdtemp(join(tmpdir(), 'layerfs-volume-'));
+        made.push(hostRoot);
+        await fsp.chmod(hostRoot, 0o755);
+        hostReal = await fsp.realpath(hostRoot);
+        host = {
+          p: (path) => hostRoot + path,
+          target: (t) => (t.startsWith('/') ? hostRoot + t : t),
+          fs: fsp as unknown as Side['fs'],
+          open: (path, flags) => fsp.open(path, flags) as never,
+        };
+        const layer = new MemoryLayer({ rootMode: 0o755, rootUid: ctx.uid, rootGid: ctx.gid });
+        const vol = new Volume(layer, { context: ctx });
+        const volume: Side = {
+          p: (path) => path,
+          target: (t) => t,
+          fs: vol,
+          open: (path, flags) => vol.open(path, flags),
+        };
+        try {
+          for (const [i, op] of ops.entries()) {
+            const expected = await outcome(host, op);
+            const actual = await outcome(volume, op);
+            expect({ step: i, op, result: actual }).toEqual({ step: i, op, result: expected });
+            expect(layer.liveInodes(), `lookups left after ${JSON.stringify(op)}`).toBe(1);
+          }
+        } finally {
+          await fsp.rm(hostRoot, { recursive: true, force: true });
+          made.pop();
+        }
+      }),
+      { numRuns: RUNS },
+    );
+  });
+});
