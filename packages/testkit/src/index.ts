@@ -6,3 +6,6 @@
 export * from './memory-layer.js';
 export * from './oracle.js';
 export * from './tree.js';
+export * from './arbitraries.js';
+export * from './invariants.js';
+export * from './model.js';

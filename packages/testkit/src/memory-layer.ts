@@ -516,6 +516,7 @@ export class MemoryLayer implements Layer {
       if (!root && !(ctx.uid === n.uid && (inGroup(ctx, changes.gid) || changes.gid === n.gid))) throw err('EPERM');
     }
     if (changes.mode !== undefined && !isOwnerOrRoot(n, ctx)) throw err('EPERM');
+    if (changes.mode !== undefined && (n.mode & S_IFMT) === S_IFLNK) throw err('EOPNOTSUPP', 'symlinks have no mode of their own');
     const at = changes.atime;
     const mt = changes.mtime;
     const explicit = (at !== undefined && at.nsec !== UTIME_NOW && at.nsec !== UTIME_OMIT)

@@ -3,9 +3,13 @@
 import { mkdtemp, rm, lstat, readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ROOT_CONTEXT, ROOT_INO } from '@layerfs/core';
-import { dir, dump, dumpHost, fifo, file, link, opaque, symlink, tree, whiteout, type TreeSpec } from '../src/index.js';
+import {
+  DirSpec, WhiteoutSpec, dir, dump, dumpHost, fcRuns, fifo, file, invalidNameArb, link, opaque, symlink, tree, treeArb, whiteout, type TreeSpec,
+} from '../src/index.js';
+import { validateName } from '@layerfs/core';
 
 const spec: TreeSpec = {
   etc: {
@@ -20,6 +24,15 @@ const spec: TreeSpec = {
   bin: new Uint8Array([0xff, 0xfe, 0x00]),
   p: fifo(0o600),
 };
+
+function ociStorable(t: TreeSpec): boolean {
+  return Object.entries(t).every(([name, n]) => {
+    if (n instanceof WhiteoutSpec) return Buffer.byteLength(name) <= 251;
+    if (n instanceof DirSpec) return ociStorable(n.children);
+    if (typeof n === 'object' && Object.getPrototypeOf(n) === Object.prototype) return ociStorable(n as TreeSpec);
+    return true;
+  });
+}
 
 const isRoot = process.getuid?.() === 0;
 const tmp: string[] = [];
@@ -43,6 +56,24 @@ describe('tree and dump', () => {
     const e = await fs.lookup(ROOT_CONTEXT, ROOT_INO, 'a');
     expect(e.attr.nlink).toBe(2);
     await fs.forget(ROOT_CONTEXT, e.ino, 1);
+  });
+
+  for (const whiteoutFormat of ['chardev', 'oci'] as const) {
+    it(`round-trips random trees with hostile names (${whiteoutFormat})`, async () => {
+      // An OCI whiteout is stored as `.wh.<name>`: 4 bytes of the 255 go to the prefix.
+      const arb = treeArb({ markers: true, maxDepth: 2 }).filter((t) => whiteoutFormat === 'chardev' || ociStorable(t));
+      await fc.assert(fc.asyncProperty(arb, async (spec) => {
+        const fs = await tree(spec, { whiteoutFormat });
+        expect(await dump(fs)).toEqual(spec);
+        expect(fs.liveInodes()).toBe(1);
+      }), { numRuns: fcRuns(200) });
+    });
+  }
+
+  it('invalid names are refused with the kernel errno', () => {
+    fc.assert(fc.property(invalidNameArb(), ({ name, code }) => {
+      expect(() => validateName(name)).toThrow(expect.objectContaining({ code }));
+    }), { numRuns: 100 });
   });
 
   it('dumps a different tree differently', async () => {

@@ -1,0 +1,64 @@
+// Property tests of the lookup-count invariants: InodeTable (counts never negative, an identity
+// keeps its ino while referenced, only the root left at the end) and MemoryLayer under random
+// operation sequences against the reference model (same results and errnos, no inode leak).
+// Runs fcRuns(200) cases each; LAYERFS_FC_RUNS=5000 makes a nightly-size run.
+import fc from 'fast-check';
+import { describe, it } from 'vitest';
+import { InodeTable } from '@layerfs/core';
+import { MemoryLayer, checkInodeTable, fcRuns, runModel } from '../src/index.js';
+
+type TableOp = { op: 'acquire'; key: string } | { op: 'forget'; key: string; n: number } | { op: 'forgetUnknown'; ino: number };
+
+const keys = fc.constantFrom('k0', 'k1', 'k2', 'k3', 'k4');
+const tableOps = fc.array(
+  fc.oneof(
+    { weight: 3, arbitrary: keys.map((key): TableOp => ({ op: 'acquire', key })) },
+    { weight: 2, arbitrary: fc.tuple(keys, fc.integer({ min: 1, max: 3 })).map(([key, n]): TableOp => ({ op: 'forget', key, n })) },
+    { weight: 1, arbitrary: fc.integer({ min: 2, max: 40 }).map((ino): TableOp => ({ op: 'forgetUnknown', ino })) },
+  ),
+  { maxLength: 60 },
+);
+
+describe('InodeTable properties', () => {
+  it('counts never go negative, identities keep their ino while referenced, only the root remains', () => {
+    fc.assert(fc.property(tableOps, (ops) => {
+      const table = new InodeTable<string>('root', 'root');
+      const counts = new Map<string, number>();
+      const inoOf = new Map<string, number>();
+      for (const o of ops) {
+        if (o.op === 'acquire') {
+          const { record } = table.acquire(o.key, () => o.key);
+          counts.set(o.key, (counts.get(o.key) ?? 0) + 1);
+          if (!inoOf.has(o.key)) inoOf.set(o.key, record.ino);
+        } else if (o.op === 'forget') {
+          const ino = inoOf.get(o.key);
+          if (ino === undefined) continue;
+          table.forget(ino, o.n);
+          const left = Math.max(0, (counts.get(o.key) ?? 0) - o.n);
+          counts.set(o.key, left);
+          if (left === 0) inoOf.delete(o.key);
+        } else if (![...inoOf.values()].includes(o.ino)) {
+          table.forget(o.ino, 1);
+        }
+        checkInodeTable(table, counts, inoOf);
+      }
+      for (const [key, ino] of inoOf) table.forget(ino, counts.get(key)!);
+      if (table.size !== 1 || table.get(1) === undefined) throw new Error(`after forgetting everything the table holds ${table.size} records`);
+    }), { numRuns: fcRuns(200) });
+  });
+});
+
+describe('MemoryLayer model-based properties', () => {
+  it('agrees with the reference model and leaks no inode (plain names)', async () => {
+    await runModel(() => new MemoryLayer(), { numRuns: fcRuns(200) });
+  });
+
+  it('agrees with the reference model on hostile names (unicode, 255 bytes, spaces, .wh.)', async () => {
+    const long = 'é'.repeat(127) + 'x';
+    await runModel(() => new MemoryLayer(), { names: [' a b', '名\u200b', long, '.wh.x'], numRuns: fcRuns(200), maxDepth: 2 });
+  });
+
+  it('agrees with the reference model in an OCI-format layer (non-marker names)', async () => {
+    await runModel(() => new MemoryLayer({ whiteoutFormat: 'oci' }), { names: ['a', 'b', 'wh'], numRuns: fcRuns(200) });
+  });
+});
