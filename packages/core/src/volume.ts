@@ -207,9 +207,13 @@ export class Volume {
         const st = await from.stat();
         const excl = mode & CopyFileMode.COPYFILE_EXCL ? OpenFlags.O_EXCL : 0;
         const to = await this.open(dest, OpenFlags.O_WRONLY | OpenFlags.O_CREAT | excl, st.mode & 0o7777);
+        let failed = true;
         try {
           if (!excl) {
-            if (to.ino === from.ino) return;
+            if (to.ino === from.ino) { // copying a file onto itself does nothing
+              failed = false;
+              return;
+            }
             await to.truncate(0);
           }
           await to.chmod(st.mode & 0o7777);
@@ -220,12 +224,11 @@ export class Volume {
             await to.write(buf, 0, bytesRead, pos);
             pos += bytesRead;
           }
-        } catch (e) {
+          failed = false;
+        } finally {
           await to.close();
-          await this.unlink(dest).catch(() => undefined);
-          throw e;
+          if (failed) await this.unlink(dest).catch(() => undefined);
         }
-        await to.close();
       } finally {
         await from.close();
       }
