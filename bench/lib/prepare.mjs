@@ -1,0 +1,167 @@
+// Prepares the benchmark's layers once per size profile and reuses them on later runs:
+// the lower tree (a deterministic sample of the machine's /usr/share and /usr/lib), the
+// big file, the lists the workloads use (every entry, files to append to and to unlink,
+// the files of the untar archive), the untar archive itself, the XFS reflink image (kept
+// as a file, mounted only while a workload needs it) and synthetic trees for memory runs.
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdir, rm, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { mountAt, onCleanup, run, runSync, unmount } from './util.mjs';
+
+/** Paths of one prepared profile under the bench work dir. */
+export function layout(workdir, opts) {
+  const key = `n${opts.files}-b${opts.bigMiB}`;
+  const base = join(workdir, key);
+  return {
+    key,
+    base,
+    lower: join(base, 'lower'),            // lower/tree/... and lower/big.bin
+    lists: join(base, 'lists'),
+    untarBall: join(base, 'untar.tar'),
+    xfsImage: join(base, 'xfs.img'),
+    xfsMount: join(base, 'xfs'),
+    runs: join(base, 'runs'),
+    results: join(base, 'results'),
+    memTree: (n) => join(workdir, `mem-${n}`),
+  };
+}
+
+function pickEvenly(items, n) {
+  if (items.length <= n) return items;
+  const out = [];
+  const step = items.length / n;
+  for (let i = 0; i < n; i++) out.push(items[Math.floor(i * step)]);
+  return out;
+}
+
+/** Build (or reuse) the lower tree, big file, lists and untar archive. Returns the loaded lists. */
+export async function prepare(L, opts, log) {
+  const marker = join(L.base, 'prepared.json');
+  if (!existsSync(marker)) {
+    log(`prepare: building ${L.base} (about ${opts.files} files + ${opts.bigMiB} MiB file)`);
+    await rm(L.base, { recursive: true, force: true });
+    await mkdir(join(L.lower, 'tree'), { recursive: true });
+    await mkdir(L.lists, { recursive: true });
+    // Candidate files: regular files up to 1 MiB and symlinks, sorted, sampled evenly.
+    const { out } = await run('bash', ['-c',
+      "find /usr/share /usr/lib -xdev \\( -type f -size -1025k -o -type l \\) -print0 | LC_ALL=C sort -z"],
+    { maxBuffer: 1 << 30 });
+    const all = out.split('\0').filter((p) => p && !/[\n\\]/.test(p));
+    const chosen = pickEvenly(all, opts.files).map((p) => p.slice(1));
+    writeFileSync(join(L.lists, 'copy.list'), chosen.join('\0') + '\0');
+    await run('bash', ['-c',
+      `tar -C / --null -T ${join(L.lists, 'copy.list')} -cf - 2>/dev/null | tar -C ${join(L.lower, 'tree')} -xf -`]);
+    // Sampling leaves some symlinks dangling; a realistic tree has none (and ZenFS's
+    // Passthrough backend follows links even for lstat), so drop those.
+    await run('find', [join(L.lower, 'tree'), '-xtype', 'l', '-delete']);
+    log('prepare: writing the big file');
+    await run('bash', ['-c', `head -c ${opts.bigMiB}M /dev/urandom > ${join(L.lower, 'big.bin')}`]);
+    // Every entry of the tree (files, symlinks and dirs), relative to the lower root.
+    const { out: ents } = await run('bash', ['-c',
+      `cd ${L.lower} && find tree -mindepth 1 -printf '%y %s %p\\0' | LC_ALL=C sort -z -k3`], { maxBuffer: 1 << 30 });
+    const rows = ents.split('\0').filter(Boolean).map((r) => {
+      const [y, s, ...p] = r.split(' ');
+      return { type: y, size: Number(s), path: p.join(' ') };
+    });
+    const entries = rows.map((r) => r.path);
+    const smallFiles = rows.filter((r) => r.type === 'f' && r.size <= 64 * 1024).map((r) => r.path);
+    const nSmall = Math.min(opts.appendFiles + opts.unlinkFiles, smallFiles.length);
+    const picked = pickEvenly(smallFiles, nSmall);
+    const append = picked.filter((_, i) => i % 2 === 0).slice(0, opts.appendFiles);
+    const unlink = picked.filter((_, i) => i % 2 === 1).slice(0, opts.unlinkFiles);
+    const untar = pickEvenly(rows.filter((r) => r.type === 'f'), opts.untarFiles).map((r) => r.path);
+    writeFileSync(join(L.lists, 'entries.txt'), entries.join('\n') + '\n');
+    writeFileSync(join(L.lists, 'append.txt'), append.join('\n') + '\n');
+    writeFileSync(join(L.lists, 'unlink.txt'), unlink.join('\n') + '\n');
+    writeFileSync(join(L.lists, 'untar.txt'), untar.join('\n') + '\n');
+    await run('tar', ['-C', L.lower, '-cf', L.untarBall, '-T', join(L.lists, 'untar.txt')]);
+    writeFileSync(marker, JSON.stringify({
+      created: new Date().toISOString(), opts: { files: opts.files, bigMiB: opts.bigMiB },
+      entries: entries.length, files: rows.filter((r) => r.type === 'f').length,
+      dirs: rows.filter((r) => r.type === 'd').length, symlinks: rows.filter((r) => r.type === 'l').length,
+      bytes: rows.filter((r) => r.type === 'f').reduce((a, r) => a + r.size, 0),
+    }, null, 2));
+  }
+  const readList = (n) => readFileSync(join(L.lists, n), 'utf8').split('\n').filter(Boolean);
+  const info = JSON.parse(readFileSync(marker, 'utf8'));
+  mkdirSync(L.runs, { recursive: true });
+  return {
+    info,
+    files: {
+      entries: join(L.lists, 'entries.txt'), append: join(L.lists, 'append.txt'),
+      unlink: join(L.lists, 'unlink.txt'), untar: join(L.lists, 'untar.txt'),
+    },
+    counts: {
+      entries: readList('entries.txt').length, append: readList('append.txt').length,
+      unlink: readList('unlink.txt').length, untar: readList('untar.txt').length,
+    },
+  };
+}
+
+/** Why XFS reflink cannot run here, or null. */
+export function xfsUnavailable() {
+  if (runSync('which', ['mkfs.xfs']).status !== 0) return 'mkfs.xfs not installed (Debian xfsprogs)';
+  if (!readFileSync('/proc/filesystems', 'utf8').includes('xfs')) {
+    runSync('modprobe', ['xfs']);
+    if (!readFileSync('/proc/filesystems', 'utf8').includes('xfs')) return 'kernel has no XFS';
+  }
+  if (process.getuid?.() !== 0) return 'loop mounts need root';
+  return null;
+}
+
+/**
+ * Mount the XFS reflink image (creating it and its big file the first time); returns an
+ * unmount function. The image is always unmounted and its loop device detached at exit.
+ */
+export async function mountXfs(L, opts, log) {
+  const fresh = !existsSync(L.xfsImage);
+  if (fresh) {
+    const sizeMiB = opts.bigMiB * 3 + 512;
+    log(`prepare: creating a ${sizeMiB} MiB XFS reflink=1 image`);
+    await run('truncate', ['-s', `${sizeMiB}M`, L.xfsImage]);
+    await run('mkfs.xfs', ['-q', '-f', '-m', 'reflink=1', L.xfsImage]);
+  }
+  await mkdir(L.xfsMount, { recursive: true });
+  const detach = () => {
+    if (mountAt(L.xfsMount)) runSync('umount', [L.xfsMount]);
+    const loops = runSync('losetup', ['-j', L.xfsImage]).stdout || '';
+    for (const line of loops.split('\n').filter(Boolean)) runSync('losetup', ['-d', line.split(':')[0]]);
+  };
+  const remove = onCleanup(detach);
+  await run('mount', ['-o', 'loop', L.xfsImage, L.xfsMount]);
+  const big = join(L.xfsMount, 'lower', 'big.bin');
+  const st = await stat(big).catch(() => null);
+  if (!st || st.size !== opts.bigMiB * 1024 * 1024) {
+    log('prepare: copying the big file into the XFS image');
+    await mkdir(join(L.xfsMount, 'lower'), { recursive: true });
+    await run('cp', [join(L.lower, 'big.bin'), big]);
+    await run('sync', []);
+  }
+  await rm(join(L.xfsMount, 'runs'), { recursive: true, force: true });
+  await mkdir(join(L.xfsMount, 'runs'), { recursive: true });
+  return async () => {
+    await rm(join(L.xfsMount, 'runs'), { recursive: true, force: true }).catch(() => {});
+    await unmount(L.xfsMount);
+    detach();
+    remove();
+  };
+}
+
+/** Build (or reuse) a synthetic tree of `n` empty files in dirs of 1,000 for memory runs. */
+export async function prepareMemTree(dir, n, log) {
+  const marker = join(dir, '.complete');
+  if (existsSync(marker)) return;
+  log(`prepare: creating a tree of ${n} empty files in ${dir}`);
+  await rm(dir, { recursive: true, force: true });
+  await mkdir(dir, { recursive: true });
+  // A child process does the creating (sync calls are fine there: nothing is mounted).
+  const script = `
+    const fs = require('node:fs'); const n = ${n}; const root = ${JSON.stringify(dir)};
+    for (let d = 0; d * 1000 < n; d++) {
+      const dp = root + '/t/d' + String(d).padStart(4, '0'); fs.mkdirSync(dp, { recursive: true });
+      for (let f = 0; f < 1000 && d * 1000 + f < n; f++) fs.closeSync(fs.openSync(dp + '/f' + f, 'w'));
+    }`;
+  await run(process.execPath, ['-e', script]);
+  await writeFile(marker, '');
+}
+

@@ -1,0 +1,117 @@
+// The mounted systems the workloads run against: a native directory (the physical
+// reference), kernel overlayfs, fuse-overlayfs and the layerfs mount. Each `open` makes a
+// fresh upper/work/mount point under a scratch dir and returns the root the workload uses,
+// the pid of the serving process (FUSE systems) and a `close` that unmounts it.
+import { spawn } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { onCleanup, run, runSync, sleep, unmount, waitMounted } from './util.mjs';
+
+const repo = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+/** The layerfs command (`layerfs mount -o lowerdir=…,upperdir=…,workdir=… MNT`). */
+export const LAYERFS_BIN = join(repo, 'packages', 'overlay', 'bin', 'layerfs.js');
+
+function isRoot() { return process.getuid?.() === 0; }
+
+function fuseUnavailable() {
+  if (!existsSync('/dev/fuse')) return 'no /dev/fuse';
+  if (!isRoot()) return 'not root (mounts need root here)';
+  return null;
+}
+
+async function dirs(scratch) {
+  const d = { upper: join(scratch, 'upper'), work: join(scratch, 'work'), mnt: join(scratch, 'mnt') };
+  for (const p of Object.values(d)) await mkdir(p, { recursive: true });
+  return d;
+}
+
+/** Spawn a foreground FUSE server, wait for its mount, return {pid, close}. */
+async function fuseServer(cmd, args, mnt, env) {
+  const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...env } });
+  let stderr = '';
+  child.stderr.on('data', (d) => { stderr += d; if (stderr.length > 20000) stderr = stderr.slice(-10000); });
+  const exited = new Promise((r) => child.on('exit', r));
+  const remove = onCleanup(() => {
+    runSync('umount', ['-l', mnt]);
+    try { child.kill('SIGKILL'); } catch { /* gone */ }
+  });
+  try {
+    await waitMounted(mnt, { fstype: 'fuse', child });
+  } catch (e) {
+    try { child.kill('SIGKILL'); } catch { /* gone */ }
+    remove();
+    throw new Error(`${e.message}\n${stderr.trim().slice(-600)}`);
+  }
+  return {
+    pid: child.pid,
+    stderr: () => stderr,
+    async close() {
+      await run('fusermount3', ['-u', mnt], { allowFail: true });
+      await unmount(mnt);
+      const t = await Promise.race([exited.then(() => 'exit'), sleep(15000).then(() => 'timeout')]);
+      if (t === 'timeout') { child.kill('SIGTERM'); await Promise.race([exited, sleep(5000)]); }
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      remove();
+    },
+  };
+}
+
+/** The mounted systems by name, in the default interleaving order. */
+export const SYSTEMS = {
+  native: {
+    label: 'native',
+    unavailable: () => null,
+    // The native reference has no layering: the workload says which dir it works in.
+    async open({ nativeRoot }) { return { root: nativeRoot, pid: undefined, async close() {} }; },
+  },
+  kernel: {
+    label: 'kernel',
+    unavailable() {
+      if (!isRoot()) return 'not root';
+      if (!readFileSync('/proc/filesystems', 'utf8').includes('overlay')) {
+        runSync('modprobe', ['overlay']);
+        if (!readFileSync('/proc/filesystems', 'utf8').includes('overlay')) return 'kernel has no overlayfs';
+      }
+      return null;
+    },
+    async open({ lower, scratch }) {
+      const d = await dirs(scratch);
+      await run('mount', ['-t', 'overlay', 'overlay', '-o', `lowerdir=${lower},upperdir=${d.upper},workdir=${d.work}`, d.mnt]);
+      const remove = onCleanup(() => runSync('umount', ['-l', d.mnt]));
+      return { root: d.mnt, upper: d.upper, pid: undefined, async close() { await unmount(d.mnt); remove(); } };
+    },
+  },
+  'fuse-overlayfs': {
+    label: 'fuse-overlayfs',
+    unavailable() {
+      const f = fuseUnavailable();
+      if (f) return f;
+      if (runSync('which', ['fuse-overlayfs']).status !== 0) return 'fuse-overlayfs not installed (Debian package fuse-overlayfs)';
+      return null;
+    },
+    async open({ lower, scratch }) {
+      const d = await dirs(scratch);
+      const s = await fuseServer('fuse-overlayfs', ['-f', '-o', `lowerdir=${lower},upperdir=${d.upper},workdir=${d.work}`, d.mnt], d.mnt);
+      return { root: d.mnt, upper: d.upper, ...s };
+    },
+  },
+  layerfs: {
+    label: 'layerfs',
+    unavailable() {
+      const f = fuseUnavailable();
+      if (f) return f;
+      if (!existsSync(LAYERFS_BIN)) return `${LAYERFS_BIN} does not exist yet`;
+      if (!existsSync(join(repo, 'packages', 'overlay', 'dist', 'cli.js'))) return 'packages/overlay is not built (pnpm exec tsc -b)';
+      return null;
+    },
+    async open({ lower, scratch, cpuProfDir }) {
+      const d = await dirs(scratch);
+      const nodeArgs = cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`] : [];
+      const s = await fuseServer(process.execPath,
+        [...nodeArgs, LAYERFS_BIN, 'mount', '-o', `lowerdir=${lower},upperdir=${d.upper},workdir=${d.work}`, d.mnt], d.mnt);
+      return { root: d.mnt, upper: d.upper, ...s };
+    },
+  },
+};

@@ -1,0 +1,314 @@
+// `pnpm bench`: the layerfs benchmark. Prepares the layers once (bench/lib/prepare.mjs),
+// runs every selected workload against every available system, interleaved round by round
+// (A B C A B C …, a fresh upper and mount for each measurement), then the in-process
+// workloads (layerfs Volume vs ZenFS CopyOnWrite) and the memory workload; prints tables
+// of medians with min–max and the layerfs ratios, and writes the raw figures as JSON to
+// bench/results/<timestamp>.json. Flags: see bench/README.md or `--help`.
+import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { mkdir, readFile, rm } from 'node:fs/promises';
+import { hostname, release, cpus, totalmem } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { summarize } from './lib/cpuprofile.mjs';
+import { measureMemory } from './lib/memory.mjs';
+import { layout, mountXfs, prepare, prepareMemTree, xfsUnavailable } from './lib/prepare.mjs';
+import { SYSTEMS } from './lib/systems.mjs';
+import { fmtBytes, fmtMs, median, run, table } from './lib/util.mjs';
+import { METRIC_ORDER, WORKLOADS } from './lib/workloads.mjs';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const repo = join(here, '..');
+
+const FULL = { rounds: 3, files: 20000, bigMiB: 1024, appendFiles: 2000, unlinkFiles: 2000, untarFiles: 5000, createDirs: 100, createPerDir: 100, memSizes: [100000, 1000000] };
+const QUICK = { rounds: 1, files: 600, bigMiB: 16, appendFiles: 50, unlinkFiles: 50, untarFiles: 100, createDirs: 10, createPerDir: 20, memSizes: [2000] };
+const INPROC_SYSTEMS = ['layerfs', 'zenfs'];
+
+const { values: a } = parseArgs({
+  options: {
+    quick: { type: 'boolean' }, help: { type: 'boolean', short: 'h' }, list: { type: 'boolean' },
+    rounds: { type: 'string' }, workloads: { type: 'string' }, systems: { type: 'string' },
+    inproc: { type: 'string' }, 'inproc-systems': { type: 'string' }, memory: { type: 'string' },
+    files: { type: 'string' }, 'big-mib': { type: 'string' }, 'append-files': { type: 'string' },
+    'unlink-files': { type: 'string' }, 'untar-files': { type: 'string' }, 'create-dirs': { type: 'string' },
+    'create-per-dir': { type: 'string' }, 'mem-sizes': { type: 'string' }, workdir: { type: 'string' },
+    'cpu-prof': { type: 'string' }, out: { type: 'string' },
+  },
+});
+
+if (a.help) {
+  console.log((await readFile(join(here, 'README.md'), 'utf8')).split('\n## ').find((s) => s.startsWith('Flags')) ?? 'see bench/README.md');
+  process.exit(0);
+}
+const base = a.quick ? QUICK : FULL;
+const num = (v, d) => (v === undefined ? d : Number(v));
+const listOpt = (v, all) => (v === undefined ? all : v === 'none' || v === '' ? [] : v === 'all' ? all : v.split(','));
+const opts = {
+  quick: !!a.quick,
+  rounds: num(a.rounds, base.rounds), files: num(a.files, base.files), bigMiB: num(a['big-mib'], base.bigMiB),
+  appendFiles: num(a['append-files'], base.appendFiles), unlinkFiles: num(a['unlink-files'], base.unlinkFiles),
+  untarFiles: num(a['untar-files'], base.untarFiles), createDirs: num(a['create-dirs'], base.createDirs),
+  createPerDir: num(a['create-per-dir'], base.createPerDir),
+  memSizes: listOpt(a['mem-sizes'], base.memSizes.map(String)).map(Number),
+  workdir: a.workdir ?? '/var/tmp/lfsbench',
+};
+const workloads = listOpt(a.workloads, Object.keys(WORKLOADS));
+const systems = listOpt(a.systems, Object.keys(SYSTEMS));
+const inprocWl = listOpt(a.inproc, Object.keys(WORKLOADS));
+const inprocSys = listOpt(a['inproc-systems'], INPROC_SYSTEMS);
+const memSystems = listOpt(a.memory, ['layerfs', 'fuse-overlayfs']);
+for (const w of [...workloads, ...inprocWl]) if (!WORKLOADS[w]) throw new Error(`unknown workload ${w} (known: ${Object.keys(WORKLOADS).join(', ')})`);
+for (const s of [...systems, ...memSystems]) if (!SYSTEMS[s]) throw new Error(`unknown system ${s} (known: ${Object.keys(SYSTEMS).join(', ')})`);
+for (const s of inprocSys) if (!INPROC_SYSTEMS.includes(s)) throw new Error(`unknown in-process system ${s} (known: ${INPROC_SYSTEMS.join(', ')})`);
+if (a.list) {
+  console.log(`mounted systems: ${Object.keys(SYSTEMS).join(', ')}\nin-process systems: ${INPROC_SYSTEMS.join(', ')}\nworkloads:`);
+  for (const [k, w] of Object.entries(WORKLOADS)) console.log(`  ${k.padEnd(16)} ${w.desc(opts, { counts: { entries: '~' + opts.files, append: opts.appendFiles, unlink: opts.unlinkFiles, untar: opts.untarFiles } })}`);
+  process.exit(0);
+}
+
+const log = (m) => process.stderr.write(`${m}\n`);
+const t0run = Date.now();
+const L = layout(opts.workdir, opts);
+await mkdir(L.base, { recursive: true });
+const prep = await prepare(L, opts, log);
+const ctx = { opts, files: prep.files, counts: prep.counts, untarBall: L.untarBall };
+const xfsWhy = xfsUnavailable();
+
+const results = {
+  meta: {
+    started: new Date(t0run).toISOString(), host: hostname(), kernel: release(), node: process.version,
+    cpus: cpus().length, memory: totalmem(), opts, prepared: prep.info, workdir: L.base,
+  },
+  skipped: [], mounted: [], errors: [], inproc: [], memory: [], cpuProfile: null,
+};
+const skip = (what, reason) => { results.skipped.push({ what, reason }); log(`skip: ${what}: ${reason}`); };
+
+const availableSystems = systems.filter((s) => {
+  const why = SYSTEMS[s].unavailable();
+  if (why) skip(`system ${s}`, why);
+  return !why;
+});
+
+// Warm the page cache with the lower tree so no system pays the first disk read.
+log('prime: reading the lower tree once');
+await run('bash', ['-c', `tar -C ${L.lower} -cf - . | cat > /dev/null`]);
+
+async function nativeRoot(kind, lower, scratch) {
+  if (kind === 'ro') return lower;
+  const dir = join(scratch, 'native');
+  await mkdir(dir, { recursive: true });
+  if (kind === 'copy:big') await run('cp', ['--reflink=auto', join(lower, 'big.bin'), join(dir, 'big.bin')]);
+  else if (kind.startsWith('copy:')) {
+    const list = prep.files[kind.slice(5)];
+    await run('bash', ['-c', `tar -C ${lower} -T ${list} -cf - | tar -C ${dir} -xf -`]);
+  }
+  return dir;
+}
+
+async function withFs(fsKind, fn) {
+  if (fsKind === 'xfs') {
+    if (xfsWhy) return void skip('xfs workloads', xfsWhy);
+    const umountXfs = await mountXfs(L, opts, log);
+    try { return await fn({ lower: join(L.xfsMount, 'lower'), runs: join(L.xfsMount, 'runs') }); } finally { await umountXfs(); }
+  }
+  return fn({ lower: L.lower, runs: L.runs });
+}
+
+async function measureMounted(wlName, sysName, round, where, extra = {}) {
+  const wl = WORKLOADS[wlName];
+  const scratch = join(where.runs, `${wlName}-${sysName}-r${round}`);
+  await rm(scratch, { recursive: true, force: true });
+  await mkdir(scratch, { recursive: true });
+  await run('sync', []);
+  const natRoot = sysName === 'native' ? await nativeRoot(wl.native, where.lower, scratch) : undefined;
+  const h = await SYSTEMS[sysName].open({ lower: where.lower, scratch, nativeRoot: natRoot, ...extra });
+  try {
+    return await wl.run(h.root, ctx);
+  } finally {
+    await h.close();
+    await rm(scratch, { recursive: true, force: true });
+  }
+}
+
+// ---- mounted workloads, interleaved ----
+for (const wlName of workloads) {
+  const wl = WORKLOADS[wlName];
+  await withFs(wl.fs, async (where) => {
+    for (let round = 1; round <= opts.rounds; round++) {
+      for (const sysName of availableSystems) {
+        try {
+          const m = await measureMounted(wlName, sysName, round, where);
+          for (const [metric, ms] of Object.entries(m)) {
+            results.mounted.push({ workload: wlName, metric, system: sysName, round, ms });
+            log(`[${metric} r${round}] ${sysName.padEnd(15)} ${fmtMs(ms)}`);
+          }
+        } catch (e) {
+          results.errors.push({ workload: wlName, system: sysName, round, error: String(e.message ?? e) });
+          log(`[${wlName} r${round}] ${sysName}: ERROR ${String(e.message ?? e).split('\n')[0]}`);
+        }
+      }
+    }
+  });
+}
+
+// ---- in-process workloads: layerfs Volume vs ZenFS CopyOnWrite ----
+const inprocChild = join(here, 'lib', 'inproc.mjs');
+async function layerfsInprocUnavailable() {
+  try {
+    const overlay = await import(join(repo, 'packages/overlay/dist/index.js'));
+    const core = await import(join(repo, 'packages/core/dist/index.js'));
+    if (typeof overlay.overlayFromDirs !== 'function') return '@layerfs/overlay (dist) has no overlayFromDirs yet';
+    if (typeof core.Volume !== 'function') return '@layerfs/core (dist) has no Volume';
+    return null;
+  } catch (e) { return `cannot load the built packages (pnpm exec tsc -b): ${e.message}`; }
+}
+const inprocAvail = [];
+for (const s of inprocSys) {
+  const why = s === 'layerfs' && inprocWl.length ? await layerfsInprocUnavailable() : null;
+  if (why) skip('in-process layerfs', why);
+  else inprocAvail.push(s);
+}
+for (const wlName of inprocWl) {
+  await withFs(WORKLOADS[wlName].fs, async (where) => {
+    for (let round = 1; round <= opts.rounds; round++) {
+      for (const sysName of inprocAvail) {
+        const scratch = join(where.runs, `inproc-${wlName}-${sysName}-r${round}`);
+        await rm(scratch, { recursive: true, force: true });
+        await mkdir(join(scratch, 'upper'), { recursive: true });
+        await mkdir(join(scratch, 'work'), { recursive: true });
+        await run('sync', []);
+        const cfg = {
+          lower: where.lower, upper: join(scratch, 'upper'), work: join(scratch, 'work'), hostLower: L.lower,
+          files: prep.files, bigMiB: opts.bigMiB, createDirs: opts.createDirs, createPerDir: opts.createPerDir,
+        };
+        try {
+          const { out } = await run(process.execPath, ['--max-old-space-size=8192', inprocChild, sysName, wlName, JSON.stringify(cfg)], { cwd: repo });
+          const m = JSON.parse(out.trim().split('\n').pop());
+          if (m.error) throw new Error(m.error);
+          for (const [metric, ms] of Object.entries(m)) {
+            results.inproc.push({ workload: wlName, metric, system: sysName, round, ms });
+            log(`[in-process ${metric} r${round}] ${sysName.padEnd(8)} ${fmtMs(ms)}`);
+          }
+        } catch (e) {
+          results.errors.push({ inproc: true, workload: wlName, system: sysName, round, error: String(e.message ?? e) });
+          log(`[in-process ${wlName} r${round}] ${sysName}: ERROR ${String(e.message ?? e).split('\n')[0]}`);
+        } finally {
+          await rm(scratch, { recursive: true, force: true });
+        }
+      }
+    }
+  });
+}
+
+// ---- memory ----
+const memAvail = memSystems.filter((s) => {
+  const why = SYSTEMS[s].unavailable();
+  if (why) skip(`memory on ${s}`, why);
+  return !why;
+});
+if (memAvail.length) {
+  for (const n of opts.memSizes) {
+    const tree = L.memTree(n);
+    await prepareMemTree(tree, n, log);
+    for (const sysName of memAvail) {
+      const scratch = join(L.runs, `memory-${n}-${sysName}`);
+      await rm(scratch, { recursive: true, force: true });
+      await mkdir(scratch, { recursive: true });
+      let h;
+      try {
+        h = await SYSTEMS[sysName].open({ lower: tree, scratch });
+        const r = await measureMemory(h, n);
+        results.memory.push({ system: sysName, ...r });
+        log(`[memory ${n}] ${sysName}: ${fmtBytes(r.rssAfterFind)} after find, ${r.bytesPerInode.toFixed(0)} B/inode`);
+      } catch (e) {
+        results.errors.push({ memory: n, system: sysName, error: String(e.message ?? e) });
+        log(`[memory ${n}] ${sysName}: ERROR ${String(e.message ?? e).split('\n')[0]}`);
+      } finally {
+        await h?.close();
+        await rm(scratch, { recursive: true, force: true });
+      }
+    }
+  }
+}
+
+// ---- CPU profile of the layerfs mount on one workload ----
+if (a['cpu-prof']) {
+  const wlName = a['cpu-prof'];
+  if (!WORKLOADS[wlName]) throw new Error(`--cpu-prof: unknown workload ${wlName}`);
+  const why = SYSTEMS.layerfs.unavailable();
+  if (why) skip('cpu profile', why);
+  else {
+    const profDir = join(L.base, `cpuprof-${Date.now()}`);
+    mkdirSync(profDir, { recursive: true });
+    await withFs(WORKLOADS[wlName].fs, async (where) => {
+      const m = await measureMounted(wlName, 'layerfs', 0, where, { cpuProfDir: profDir });
+      const files = readdirSync(profDir).filter((f) => f.endsWith('.cpuprofile'));
+      if (!files.length) return void skip('cpu profile', `layerfs wrote no .cpuprofile (does it exit cleanly on unmount?) in ${profDir}`);
+      const s = summarize(join(profDir, files[0]), repo);
+      results.cpuProfile = { workload: wlName, metrics: m, file: join(profDir, files[0]), totalMs: s.totalMs, functions: s.functions.slice(0, 40), files: s.files.slice(0, 20) };
+    });
+  }
+}
+
+// ---- report ----
+const out = [];
+const say = (s = '') => out.push(s);
+const stats = (rows) => {
+  const xs = rows.map((r) => r.ms);
+  return xs.length ? { med: median(xs), min: Math.min(...xs), max: Math.max(...xs), n: xs.length } : null;
+};
+const cell = (s) => (s ? `${fmtMs(s.med)} [${fmtMs(s.min)}–${fmtMs(s.max)}]` : '—');
+const ratio = (x, y) => (x && y ? `${(x.med / y.med).toFixed(2)}×` : '—');
+
+say(`layerfs bench — ${results.meta.started} — ${results.meta.host}, Linux ${results.meta.kernel}, ${results.meta.cpus} CPUs, Node ${results.meta.node}`);
+say(`lower tree: ${prep.info.entries} entries (${prep.info.files} files, ${prep.info.dirs} dirs, ${prep.info.symlinks} symlinks, ${fmtBytes(prep.info.bytes)}) + ${opts.bigMiB} MiB file; ${opts.rounds} round(s), interleaved; median [min–max] of wall time`);
+for (const s of results.skipped) say(`skipped: ${s.what}: ${s.reason}`);
+const metricsIn = (rows) => METRIC_ORDER.filter((m) => rows.some((r) => r.metric === m));
+if (results.mounted.length) {
+  say('\nMounted workloads');
+  const rows = [['workload', ...availableSystems, 'layerfs/fuse-overlayfs', 'layerfs/kernel']];
+  for (const metric of metricsIn(results.mounted)) {
+    const st = Object.fromEntries(availableSystems.map((s) => [s, stats(results.mounted.filter((r) => r.metric === metric && r.system === s))]));
+    rows.push([metric, ...availableSystems.map((s) => cell(st[s])), ratio(st.layerfs, st['fuse-overlayfs']), ratio(st.layerfs, st.kernel)]);
+  }
+  say(table(rows));
+  say('(ratios are of median times: < 1 means layerfs is faster; for read/write a time ratio r is a throughput ratio 1/r)');
+}
+if (results.inproc.length) {
+  say('\nIn-process workloads (layerfs Volume over OverlayFs vs ZenFS CopyOnWrite)');
+  const rows = [['workload', ...inprocAvail, 'zenfs/layerfs (speed-up)']];
+  for (const metric of metricsIn(results.inproc)) {
+    const st = Object.fromEntries(inprocAvail.map((s) => [s, stats(results.inproc.filter((r) => r.metric === metric && r.system === s))]));
+    rows.push([metric, ...inprocAvail.map((s) => cell(st[s])), ratio(st.zenfs, st.layerfs)]);
+  }
+  say(table(rows));
+}
+if (results.memory.length) {
+  say('\nMemory of the FUSE server (find with a stat of every entry; forget = drop_caches 2)');
+  const rows = [['system', 'files', 'RSS mounted', 'after find', 'B/inode', 'after forget', 'after 2nd find', 'after 2nd forget', 'growth', 'find']];
+  for (const r of results.memory) {
+    rows.push([r.system, String(r.n), fmtBytes(r.rssMounted), fmtBytes(r.rssAfterFind), r.bytesPerInode.toFixed(0),
+      fmtBytes(r.rssAfterForget1), fmtBytes(r.rssAfterFind2), fmtBytes(r.rssAfterForget2), fmtBytes(r.growthAfterCycle), fmtMs(r.findMs)]);
+  }
+  say(table(rows));
+}
+if (results.cpuProfile) {
+  const p = results.cpuProfile;
+  say(`\nCPU profile of the layerfs mount on ${p.workload} (${Object.entries(p.metrics).map(([k, v]) => `${k} ${fmtMs(v)}`).join(', ')}; ${fmtMs(p.totalMs)} sampled) — ${p.file}`);
+  say(table([['self time', '%', 'function'], ...p.functions.slice(0, 25).map((f) => [fmtMs(f.ms), f.pct.toFixed(1), f.name])]));
+  say('\nby file');
+  say(table([['self time', '%', 'file'], ...p.files.slice(0, 12).map((f) => [fmtMs(f.ms), f.pct.toFixed(1), f.name])]));
+}
+if (results.errors.length) {
+  say(`\nerrors (${results.errors.length}):`);
+  for (const e of results.errors.slice(0, 30)) say(`  ${e.inproc ? 'in-process ' : ''}${e.workload ?? `memory ${e.memory}`} ${e.system}${e.round ? ` r${e.round}` : ''}: ${e.error.split('\n')[0].slice(0, 200)}`);
+}
+results.meta.finished = new Date().toISOString();
+results.meta.seconds = (Date.now() - t0run) / 1000;
+const resultsDir = join(here, 'results');
+mkdirSync(resultsDir, { recursive: true });
+const jsonPath = a.out ?? join(resultsDir, `${results.meta.started.replace(/[:.]/g, '-')}.json`);
+writeFileSync(jsonPath, JSON.stringify(results, null, 2));
+say(`\n${results.meta.seconds.toFixed(0)} s; raw figures: ${jsonPath}`);
+console.log(out.join('\n'));
+process.exit(0);
