@@ -1023,6 +1023,7 @@ export class OverlayFs implements Filesystem {
           }
         } else if (isDir) {
           for (const w of upperWhiteouts) await up.deleteWhiteout(this.m, child.upper.ino, w);
+          if (up.whiteoutFormat === 'oci') await up.setOpaque(this.m, child.upper.ino, false);
           await up.rmdir(this.m, updir, name);
         } else {
           await up.unlink(this.m, updir, name);
@@ -1131,8 +1132,8 @@ export class OverlayFs implements Filesystem {
         await up.rename(this.m, oldDir, name, newDir, newname, RenameFlags.EXCHANGE);
         await up.deleteWhiteout(this.m, oldDir, name);
       } else {
+        if (newUpperWhiteout && up.whiteoutFormat !== 'chardev') await up.deleteWhiteout(this.m, newDir, newname);
         await up.rename(this.m, oldDir, name, newDir, newname, 0);
-        if (newUpperWhiteout && up.whiteoutFormat !== 'chardev') await up.deleteWhiteout(this.m, newDir, newname).catch(() => undefined);
       }
     }
     if (p !== np) {
