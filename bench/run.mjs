@@ -32,7 +32,7 @@ const { values: a } = parseArgs({
     files: { type: 'string' }, 'big-mib': { type: 'string' }, 'append-files': { type: 'string' },
     'unlink-files': { type: 'string' }, 'untar-files': { type: 'string' }, 'create-dirs': { type: 'string' },
     'create-per-dir': { type: 'string' }, 'mem-sizes': { type: 'string' }, workdir: { type: 'string' },
-    'cpu-prof': { type: 'string' }, out: { type: 'string' },
+    'cpu-prof': { type: 'string' }, out: { type: 'string' }, 'prepare-only': { type: 'boolean' },
   },
 });
 
@@ -73,6 +73,12 @@ await mkdir(L.base, { recursive: true });
 const prep = await prepare(L, opts, log);
 const ctx = { opts, files: prep.files, counts: prep.counts, untarBall: L.untarBall };
 const xfsWhy = xfsUnavailable();
+if (a['prepare-only']) {
+  if (!xfsWhy) await (await mountXfs(L, opts, log))();
+  for (const n of opts.memSizes) await prepareMemTree(L.memTree(n), n, log);
+  log(`prepared ${L.base} (${prep.info.entries} entries) and memory trees ${opts.memSizes.join(', ')}`);
+  process.exit(0);
+}
 
 const results = {
   meta: {
@@ -270,6 +276,13 @@ if (results.mounted.length) {
   for (const metric of metricsIn(results.mounted)) {
     const st = Object.fromEntries(availableSystems.map((s) => [s, stats(results.mounted.filter((r) => r.metric === metric && r.system === s))]));
     rows.push([metric, ...availableSystems.map((s) => cell(st[s])), ratio(st.layerfs, st['fuse-overlayfs']), ratio(st.layerfs, st.kernel)]);
+  }
+  for (const metric of ['read', 'write'].filter((m) => results.mounted.some((r) => r.metric === m))) {
+    const tp = availableSystems.map((s) => {
+      const st = stats(results.mounted.filter((r) => r.metric === metric && r.system === s));
+      return st ? `${(opts.bigMiB / (st.med / 1000)).toFixed(0)} MiB/s` : '—';
+    });
+    rows.push([`${metric} (median)`, ...tp, '', '']);
   }
   say(table(rows));
   say('(ratios are of median times: < 1 means layerfs is faster; for read/write a time ratio r is a throughput ratio 1/r)');

@@ -27,8 +27,12 @@ async function dirs(scratch) {
   return d;
 }
 
-/** Spawn a foreground FUSE server, wait for its mount, return {pid, close}. */
-async function fuseServer(cmd, args, mnt, env) {
+/**
+ * Spawn a foreground FUSE server, wait for its mount, return {pid, close}. `stop` says how
+ * it is stopped: 'unmount' (fusermount3 -u; the server then exits) or 'signal' (SIGTERM;
+ * the server unmounts and exits, which also lets `node --cpu-prof` write its profile).
+ */
+async function fuseServer(cmd, args, mnt, { env, stop = 'unmount' } = {}) {
   const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...env } });
   let stderr = '';
   child.stderr.on('data', (d) => { stderr += d; if (stderr.length > 20000) stderr = stderr.slice(-10000); });
@@ -48,9 +52,10 @@ async function fuseServer(cmd, args, mnt, env) {
     pid: child.pid,
     stderr: () => stderr,
     async close() {
-      await run('fusermount3', ['-u', mnt], { allowFail: true });
-      await unmount(mnt);
+      if (stop === 'signal') child.kill('SIGTERM');
+      else await run('fusermount3', ['-u', mnt], { allowFail: true });
       const t = await Promise.race([exited.then(() => 'exit'), sleep(15000).then(() => 'timeout')]);
+      await unmount(mnt);
       if (t === 'timeout') { child.kill('SIGTERM'); await Promise.race([exited, sleep(5000)]); }
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
       remove();
@@ -110,7 +115,7 @@ export const SYSTEMS = {
       const d = await dirs(scratch);
       const nodeArgs = cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`] : [];
       const s = await fuseServer(process.execPath,
-        [...nodeArgs, LAYERFS_BIN, 'mount', '-o', `lowerdir=${lower},upperdir=${d.upper},workdir=${d.work}`, d.mnt], d.mnt);
+        [...nodeArgs, LAYERFS_BIN, 'mount', '-o', `lowerdir=${lower},upperdir=${d.upper},workdir=${d.work}`, d.mnt], d.mnt, { stop: 'signal' });
       return { root: d.mnt, upper: d.upper, ...s };
     },
   },
