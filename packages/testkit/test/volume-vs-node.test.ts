@@ -11,7 +11,7 @@ import fc from 'fast-check';
 import * as fsp from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Volume, processContext, typeOfMode, type FileType } from '@layerfs/core';
+import { OpenFlags, Volume, processContext, typeOfMode, type FileType } from '@layerfs/core';
 import { MemoryLayer } from '../src/index.js';
 
 const RUNS = Number(process.env.LAYERFS_FC_RUNS ?? 200);
@@ -25,20 +25,22 @@ interface Side {
   target(t: string): string;
   /** The fs/promises-shaped API of this side. */
   fs: Pick<Volume, 'mkdir' | 'writeFile' | 'appendFile' | 'readFile' | 'readdir' | 'rename' | 'unlink' | 'rmdir'
-    | 'rm' | 'symlink' | 'readlink' | 'link' | 'chmod' | 'truncate' | 'stat' | 'lstat' | 'utimes' | 'realpath'
-    | 'access' | 'copyFile'>;
+    | 'rm' | 'symlink' | 'readlink' | 'link' | 'chmod' | 'truncate' | 'stat' | 'lstat' | 'utimes' | 'lutimes'
+    | 'chown' | 'lchown' | 'realpath' | 'access' | 'copyFile'>;
   /** Open (only the FileHandle calls the test makes are used). */
-  open(path: string, flags: string): Promise<{
+  open(path: string, flags: string | number): Promise<{
     write(data: string, position?: number | null): Promise<{ bytesWritten: number }>;
     read(buf: Buffer, offset: number, length: number, position: number): Promise<{ bytesRead: number }>;
     stat(): Promise<{ size: number }>;
+    truncate(len: number): Promise<void>;
+    readFile(encoding: 'utf8'): Promise<string>;
     close(): Promise<void>;
   }>;
 }
 
 type Op =
-  | { op: 'mkdir'; path: string; recursive: boolean }
-  | { op: 'writeFile'; path: string; data: string; flag: 'w' | 'wx' | 'a' }
+  | { op: 'mkdir'; path: string; recursive: boolean; mode: number | undefined }
+  | { op: 'writeFile'; path: string; data: string; flag: 'w' | 'wx' | 'a'; mode: number | undefined }
   | { op: 'appendFile'; path: string; data: string }
   | { op: 'readFile'; path: string }
   | { op: 'readdir'; path: string; withFileTypes: boolean }
@@ -52,11 +54,12 @@ type Op =
   | { op: 'chmod'; path: string; mode: number }
   | { op: 'truncate'; path: string; len: number }
   | { op: 'stat'; path: string; follow: boolean }
-  | { op: 'utimes'; path: string; atime: number; mtime: number }
+  | { op: 'utimes'; path: string; atime: number; mtime: number; follow: boolean }
+  | { op: 'chown'; path: string; uid: number; gid: number; follow: boolean }
   | { op: 'realpath'; path: string }
   | { op: 'access'; path: string; mode: number }
   | { op: 'copyFile'; path: string; dest: string; excl: boolean }
-  | { op: 'handle'; path: string; flags: string; data: string; position: number | null };
+  | { op: 'handle'; path: string; flags: string | number; data: string; position: number | null; len: number };
 
 const name = fc.constantFrom('a', 'b', 'c');
 const pathArb = fc.tuple(
@@ -68,10 +71,18 @@ const targetArb = fc.oneof(
   fc.array(name, { minLength: 1, maxLength: 2 }).map((p) => p.join('/')),
 );
 const dataArb = fc.constantFrom('', 'x', 'hello', 'abcdefgh');
+const modeArb = fc.constantFrom(undefined, 0o755, 0o600, 0o444);
+const { O_RDONLY, O_RDWR, O_CREAT, O_NOFOLLOW, O_DIRECTORY } = OpenFlags;
 
 const opArb: fc.Arbitrary<Op> = fc.oneof(
-  { weight: 4, arbitrary: fc.record({ op: fc.constant('mkdir' as const), path: pathArb, recursive: fc.boolean() }) },
-  { weight: 4, arbitrary: fc.record({ op: fc.constant('writeFile' as const), path: pathArb, data: dataArb, flag: fc.constantFrom('w' as const, 'wx' as const, 'a' as const) }) },
+  { weight: 4, arbitrary: fc.record({ op: fc.constant('mkdir' as const), path: pathArb, recursive: fc.boolean(), mode: modeArb }) },
+  {
+    weight: 4,
+    arbitrary: fc.record({
+      op: fc.constant('writeFile' as const), path: pathArb, data: dataArb,
+      flag: fc.constantFrom('w' as const, 'wx' as const, 'a' as const), mode: modeArb,
+    }),
+  },
   fc.record({ op: fc.constant('appendFile' as const), path: pathArb, data: dataArb }),
   { weight: 2, arbitrary: fc.record({ op: fc.constant('readFile' as const), path: pathArb }) },
   { weight: 2, arbitrary: fc.record({ op: fc.constant('readdir' as const), path: pathArb, withFileTypes: fc.boolean() }) },
@@ -89,13 +100,21 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
     op: fc.constant('utimes' as const), path: pathArb,
     atime: fc.integer({ min: 0, max: 2_000_000_000_000 }).map((n) => n / 1000),
     mtime: fc.integer({ min: 0, max: 2_000_000_000_000 }).map((n) => n / 1000),
+    follow: fc.boolean(),
+  }),
+  fc.record({
+    op: fc.constant('chown' as const), path: pathArb, uid: fc.constantFrom(-1, 0, 1000), gid: fc.constantFrom(-1, 0, 1000),
+    follow: fc.boolean(),
   }),
   fc.record({ op: fc.constant('realpath' as const), path: pathArb }),
   fc.record({ op: fc.constant('access' as const), path: pathArb, mode: fc.constantFrom(0, 1, 2, 4, 7) }),
   fc.record({ op: fc.constant('copyFile' as const), path: pathArb, dest: pathArb, excl: fc.boolean() }),
   fc.record({
-    op: fc.constant('handle' as const), path: pathArb, flags: fc.constantFrom('r', 'r+', 'w+', 'a', 'a+', 'wx'),
-    data: dataArb, position: fc.constantFrom(null, 0, 3),
+    op: fc.constant('handle' as const), path: pathArb,
+    flags: fc.constantFrom<string | number>(
+      'r', 'r+', 'w+', 'a', 'a+', 'wx', O_RDONLY | O_NOFOLLOW, O_RDONLY | O_DIRECTORY, O_RDWR | O_CREAT | O_NOFOLLOW,
+    ),
+    data: dataArb, position: fc.constantFrom(null, 0, 3), len: fc.constantFrom(0, 1, 20),
   }),
 );
 
@@ -109,10 +128,10 @@ async function apply(side: Side, op: Op): Promise<unknown> {
   const p = side.p(op.path);
   switch (op.op) {
     case 'mkdir': {
-      const first = await fs.mkdir(p, { recursive: op.recursive });
+      const first = await fs.mkdir(p, { recursive: op.recursive, ...(op.mode === undefined ? {} : { mode: op.mode }) });
       return first === undefined ? undefined : unmap(side, first);
     }
-    case 'writeFile': return fs.writeFile(p, op.data, { flag: op.flag });
+    case 'writeFile': return fs.writeFile(p, op.data, { flag: op.flag, ...(op.mode === undefined ? {} : { mode: op.mode }) });
     case 'appendFile': return fs.appendFile(p, op.data);
     case 'readFile': return fs.readFile(p, 'utf8');
     case 'readdir':
@@ -136,9 +155,14 @@ async function apply(side: Side, op: Op): Promise<unknown> {
       return { type, mode: st.mode, nlink: st.nlink, size: type === 'file' ? st.size : undefined };
     }
     case 'utimes': {
-      await fs.utimes(p, op.atime, op.mtime);
-      const st = await fs.stat(p);
+      await (op.follow ? fs.utimes(p, op.atime, op.mtime) : fs.lutimes(p, op.atime, op.mtime));
+      const st = op.follow ? await fs.stat(p) : await fs.lstat(p);
       return { atimeMs: st.atimeMs, mtimeMs: st.mtimeMs };
+    }
+    case 'chown': {
+      await (op.follow ? fs.chown(p, op.uid, op.gid) : fs.lchown(p, op.uid, op.gid));
+      const st = op.follow ? await fs.stat(p) : await fs.lstat(p);
+      return { uid: st.uid, gid: st.gid, mode: st.mode };
     }
     case 'realpath': return unmap(side, await fs.realpath(p));
     case 'access': return fs.access(p, op.mode);
@@ -154,7 +178,9 @@ async function apply(side: Side, op: Op): Promise<unknown> {
             const { bytesRead } = await h.read(buf, 0, 32, 0);
             return buf.subarray(0, bytesRead).toString('utf8');
           },
+          async () => { await h.truncate(op.len); return null; },
           async () => (await h.stat()).size,
+          async () => h.readFile('utf8'),
         ]) {
           out.push(await step().catch((e: NodeJS.ErrnoException) => ({ code: e.code, syscall: e.syscall })));
         }
