@@ -988,10 +988,10 @@ export class OverlayFs implements Filesystem {
     const child = await this.lookupFor(ctx, p, name);
     if (!child) throw fsErr('ENOENT');
     try {
-      if (isDir && child.type !== 'directory') throw fsErr('ENOTDIR');
-      if (!isDir && child.type === 'directory') throw fsErr('EISDIR');
       await this.check(ctx, p, AccessMode.W_OK | AccessMode.X_OK);
       if (this.checkPerms) checkSticky(await this.realAttr(p), await this.realAttr(child), ctx);
+      if (isDir && child.type !== 'directory') throw fsErr('ENOTDIR');
+      if (!isDir && child.type === 'directory') throw fsErr('EISDIR');
       await this.ns.run(async () => {
         if (p.children.get(name) !== child) throw fsErr('ENOENT');
         let upperWhiteouts: string[] = [];
@@ -1067,15 +1067,16 @@ export class OverlayFs implements Filesystem {
         throw fsErr(exchange ? 'EINVAL' : 'ENOTEMPTY');
       }
       if (target === old) return;
+      // vfs_rename's order: may_delete(old), may_create/may_delete(new) with its type checks.
+      await this.check(ctx, p, AccessMode.W_OK | AccessMode.X_OK);
+      if (this.checkPerms) checkSticky(await this.realAttr(p), await this.realAttr(old), ctx);
+      await this.check(ctx, np, AccessMode.W_OK | AccessMode.X_OK);
+      if (target && this.checkPerms) checkSticky(await this.realAttr(np), await this.realAttr(target), ctx);
       if (target && !exchange) {
         if (old.type === 'directory' && target.type !== 'directory') throw fsErr('ENOTDIR');
         if (old.type !== 'directory' && target.type === 'directory') throw fsErr('EISDIR');
       }
-      await this.check(ctx, p, AccessMode.W_OK | AccessMode.X_OK);
-      if (np !== p) await this.check(ctx, np, AccessMode.W_OK | AccessMode.X_OK);
       if (this.checkPerms) {
-        checkSticky(await this.realAttr(p), await this.realAttr(old), ctx);
-        if (target) checkSticky(await this.realAttr(np), await this.realAttr(target), ctx);
         if (np !== p && old.type === 'directory') await this.check(ctx, old, AccessMode.W_OK);
         if (np !== p && exchange && target!.type === 'directory') await this.check(ctx, target!, AccessMode.W_OK);
       }
@@ -1223,14 +1224,15 @@ export class OverlayFs implements Filesystem {
     const existing = await this.lookupFor(ctx, np, newname);
     if (existing) { await this.unref(existing); throw fsErr('EEXIST'); }
     const up = this.requireUpper();
-    if (n.type === 'directory') throw fsErr('EPERM');
-    await this.check(ctx, np, AccessMode.W_OK | AccessMode.X_OK);
+    // The kernel's order: protected hard links (may_linkat), may_create, then no directories.
     if (this.checkPerms && ctx.uid !== 0) {
       const a = await this.realAttr(n);
-      if (ctx.uid !== a.uid && !(n.type === 'file' && (a.mode & S_ISUID) === 0 && mayAccess(a, ctx, AccessMode.R_OK | AccessMode.W_OK))) {
-        throw fsErr('EPERM');
-      }
+      const safe = n.type === 'file' && (a.mode & S_ISUID) === 0
+        && ((a.mode & (S_ISGID | 0o010)) !== (S_ISGID | 0o010)) && mayAccess(a, ctx, AccessMode.R_OK | AccessMode.W_OK);
+      if (ctx.uid !== a.uid && !safe) throw fsErr('EPERM');
     }
+    await this.check(ctx, np, AccessMode.W_OK | AccessMode.X_OK);
+    if (n.type === 'directory') throw fsErr('EPERM');
     if (np.removed) throw fsErr('ENOENT');
     return this.ns.run(async () => {
       const again = await this.lookupChild(np, newname);
