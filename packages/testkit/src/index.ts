@@ -9,3 +9,4 @@ export * from './tree.js';
 export * from './arbitraries.js';
 export * from './invariants.js';
 export * from './model.js';
+export * from './conformance.js';

@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import {
   OCI_OPAQUE_MARKER, OPAQUE_XATTR, OPAQUE_XATTR_USER, OpenFlags, ROOT_CONTEXT, ROOT_INO, S_IFREG,
 } from '@layerfs/core';
-import { MemoryLayer } from '../src/index.js';
+import { MemoryLayer, describeLayerConformance } from '../src/index.js';
 
 const ctx = ROOT_CONTEXT;
 const enc = new TextEncoder();
@@ -96,4 +96,8 @@ describe('MemoryLayer specifics', () => {
     expect(fs.liveInodes()).toBe(1);
     expect((await fs.getattr(ctx, work)).nlink).toBe(2);
   });
+});
+
+describeLayerConformance('MemoryLayer', ({ whiteoutFormat, userxattr }) => new MemoryLayer({ whiteoutFormat, userxattr: userxattr ?? false }), {
+  makeReadOnly: (layer) => MemoryLayer.fromSnapshot((layer as MemoryLayer).snapshot(), { writable: false }),
 });
