@@ -251,7 +251,7 @@ if (a['cpu-prof']) {
       const files = readdirSync(profDir).filter((f) => f.endsWith('.cpuprofile'));
       if (!files.length) return void skip('cpu profile', `layerfs wrote no .cpuprofile (does it exit cleanly on unmount?) in ${profDir}`);
       const s = summarize(join(profDir, files[0]), repo);
-      results.cpuProfile = { workload: wlName, metrics: m, file: join(profDir, files[0]), totalMs: s.totalMs, functions: s.functions.slice(0, 40), files: s.files.slice(0, 20) };
+      results.cpuProfile = { workload: wlName, metrics: m, file: join(profDir, files[0]), totalMs: s.totalMs, busyMs: s.busyMs, functions: s.functions.slice(0, 40), files: s.files.slice(0, 20), inclusive: s.inclusive.slice(0, 30) };
     });
   }
 }
@@ -307,10 +307,12 @@ if (results.memory.length) {
 }
 if (results.cpuProfile) {
   const p = results.cpuProfile;
-  say(`\nCPU profile of the layerfs mount on ${p.workload} (${Object.entries(p.metrics).map(([k, v]) => `${k} ${fmtMs(v)}`).join(', ')}; ${fmtMs(p.totalMs)} sampled) — ${p.file}`);
-  say(table([['self time', '%', 'function'], ...p.functions.slice(0, 25).map((f) => [fmtMs(f.ms), f.pct.toFixed(1), f.name])]));
+  say(`\nCPU profile of the layerfs mount on ${p.workload} (${Object.entries(p.metrics).map(([k, v]) => `${k} ${fmtMs(v)}`).join(', ')}; ${fmtMs(p.totalMs)} sampled, ${fmtMs(p.busyMs)} busy; % of busy) — ${p.file}`);
+  say(table([['self time', '%', 'function'], ...p.functions.slice(0, 25).map((f) => [fmtMs(f.ms), f.pct.toFixed(1), f.name])], 'rrl'));
   say('\nby file');
-  say(table([['self time', '%', 'file'], ...p.files.slice(0, 12).map((f) => [fmtMs(f.ms), f.pct.toFixed(1), f.name])]));
+  say(table([['self time', '%', 'file'], ...p.files.slice(0, 12).map((f) => [fmtMs(f.ms), f.pct.toFixed(1), f.name])], 'rrl'));
+  say('\ninclusive time of layerfs functions');
+  say(table([['total time', '%', 'function'], ...p.inclusive.slice(0, 20).map((f) => [fmtMs(f.ms), f.pct.toFixed(1), f.name])], 'rrl'));
 }
 if (results.errors.length) {
   say(`\nerrors (${results.errors.length}):`);

@@ -10,8 +10,11 @@ import { fileURLToPath } from 'node:url';
 import { onCleanup, run, runSync, sleep, unmount, waitMounted } from './util.mjs';
 
 const repo = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
-/** The layerfs command (`layerfs mount -o lowerdir=…,upperdir=…,workdir=… MNT`). */
-export const LAYERFS_BIN = join(repo, 'packages', 'overlay', 'bin', 'layerfs.js');
+/**
+ * The layerfs command (`layerfs mount -o lowerdir=…,upperdir=…,workdir=… MNT`); the
+ * environment variable LFSBENCH_LAYERFS_BIN points the bench at another build of it.
+ */
+export const LAYERFS_BIN = process.env.LFSBENCH_LAYERFS_BIN ?? join(repo, 'packages', 'overlay', 'bin', 'layerfs.js');
 
 function isRoot() { return process.getuid?.() === 0; }
 
@@ -108,7 +111,7 @@ export const SYSTEMS = {
       const f = fuseUnavailable();
       if (f) return f;
       if (!existsSync(LAYERFS_BIN)) return `${LAYERFS_BIN} does not exist yet`;
-      if (!existsSync(join(repo, 'packages', 'overlay', 'dist', 'cli.js'))) return 'packages/overlay is not built (pnpm exec tsc -b)';
+      if (!process.env.LFSBENCH_LAYERFS_BIN && !existsSync(join(repo, 'packages', 'overlay', 'dist', 'index.js'))) return 'packages/overlay is not built (pnpm exec tsc -b)';
       return null;
     },
     async open({ lower, scratch, cpuProfDir }) {

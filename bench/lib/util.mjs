@@ -125,11 +125,12 @@ export function fmtBytes(b) {
   return `${b.toFixed(i ? 1 : 0)} ${u[i]}`;
 }
 
-/** Pad a table (array of rows of strings) into aligned text; first column left, others right. */
-export function table(rows) {
+/** Pad a table (rows of strings) into aligned text; `align` per column ('l'/'r'), default first left, rest right. */
+export function table(rows, align) {
   const w = [];
   for (const r of rows) r.forEach((c, i) => { w[i] = Math.max(w[i] ?? 0, [...c].length); });
-  return rows.map((r) => r.map((c, i) => (i === 0 ? c.padEnd(w[i]) : c.padStart(w[i]))).join('  ')).join('\n');
+  const left = (i) => (align ? align[i] === 'l' : i === 0);
+  return rows.map((r) => r.map((c, i) => (left(i) ? c.padEnd(w[i]) : c.padStart(w[i]))).join('  ').trimEnd()).join('\n');
 }
 
 /** VmRSS of a process in bytes (undefined if gone). */
