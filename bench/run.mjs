@@ -80,8 +80,15 @@ if (a['prepare-only']) {
   process.exit(0);
 }
 
+const versionOf = async (cmd, args) => {
+  const r = await run(cmd, args, { allowFail: true }).catch(() => ({ out: '', err: '' }));
+  const lines = `${r.out}\n${r.err}`.split('\n').map((l) => l.trim()).filter(Boolean);
+  return lines.find((l) => l.startsWith(cmd)) ?? lines[0] ?? '';
+};
 const results = {
   meta: {
+    commit: await versionOf('git', ['-C', repo, 'rev-parse', '--short', 'HEAD']),
+    fuseOverlayfs: await versionOf('fuse-overlayfs', ['--version']),
     started: new Date(t0run).toISOString(), host: hostname(), kernel: release(), node: process.version,
     cpus: cpus().length, memory: totalmem(), opts, prepared: prep.info, workdir: L.base,
   },
@@ -266,7 +273,7 @@ const stats = (rows) => {
 const cell = (s) => (s ? `${fmtMs(s.med)} [${fmtMs(s.min)}–${fmtMs(s.max)}]` : '—');
 const ratio = (x, y) => (x && y ? `${(x.med / y.med).toFixed(2)}×` : '—');
 
-say(`layerfs bench — ${results.meta.started} — ${results.meta.host}, Linux ${results.meta.kernel}, ${results.meta.cpus} CPUs, Node ${results.meta.node}`);
+say(`layerfs bench — ${results.meta.started} — commit ${results.meta.commit} — Linux ${results.meta.kernel}, ${results.meta.cpus} CPUs, Node ${results.meta.node}, ${results.meta.fuseOverlayfs}`);
 say(`lower tree: ${prep.info.entries} entries (${prep.info.files} files, ${prep.info.dirs} dirs, ${prep.info.symlinks} symlinks, ${fmtBytes(prep.info.bytes)}) + ${opts.bigMiB} MiB file; ${opts.rounds} round(s), interleaved; median [min–max] of wall time`);
 for (const s of results.skipped) say(`skipped: ${s.what}: ${s.reason}`);
 const metricsIn = (rows) => METRIC_ORDER.filter((m) => rows.some((r) => r.metric === m));
