@@ -136,4 +136,23 @@ describe('OverlayFs against a flat reference (MemoryLayer)', () => {
       },
     ), { numRuns: Number(process.env.LAYERFS_RUNS ?? 300), seed: Number(process.env.LAYERFS_SEED ?? 4242) });
   });
+
+  it('concurrent random operations leave consistent state and no leaked lookups', async () => {
+    await fc.assert(fc.asyncProperty(
+      treeArb(false, 2), treeArb(true, 2), treeArb(true, 2), fc.array(fc.array(opArb, { minLength: 1, maxLength: 6 }), { maxLength: 8 }),
+      async (bottom, top, upperSpec, batches) => {
+        const lowers = [await tree(top, { writable: true }), await tree(bottom, { writable: true })];
+        const upper = await tree(upperSpec);
+        const ov = await OverlayFs.create({ upper, lowers });
+        const v = new Volume(ov, { context: ROOT_CONTEXT });
+        for (const batch of batches) await Promise.all(batch.map((o) => outcome(v, o)));
+        expect(ov.liveInodes()).toBe(1);
+        expect(upper.liveInodes()).toBe(1);
+        for (const l of lowers) expect(l.liveInodes()).toBe(1);
+        const seen = await dump(ov);
+        const again = await OverlayFs.create({ upper, lowers });
+        expect(await dump(again)).toEqual(seen);
+      },
+    ), { numRuns: Number(process.env.LAYERFS_RUNS ?? 150), seed: Number(process.env.LAYERFS_SEED ?? 777) });
+  });
 });
