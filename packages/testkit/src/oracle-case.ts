@@ -169,7 +169,7 @@ export function oracleOpArb(exclude: readonly OracleOpName[] = []): fc.Arbitrary
  * layers, not of overlay semantics.
  */
 export function normalizeCase(c: OracleCase): OracleCase {
-  const layers: OracleDir[] = [c.upper, ...c.lowers];
+  const layers: OracleDir[] = [c.upper, ...c.lowers].map(dropDeadLinks);
   // `dirs[i]` = the directory of layer i at the current path, or undefined.
   const fix = (dirs: Array<OracleDir | undefined>): Array<OracleDir | undefined> => {
     const merged = dirs.filter((d) => d !== undefined).length > 1;
@@ -196,6 +196,19 @@ export function normalizeCase(c: OracleCase): OracleCase {
   };
   const fixed = fix(layers);
   return { ...c, upper: fixed[0]!, lowers: fixed.slice(1).map((d) => d!) };
+}
+
+/** A layer without the hard links whose target is not a regular file of the layer. */
+function dropDeadLinks(root: OracleDir): OracleDir {
+  const isFile = (to: string): boolean => {
+    let cur: OracleNode | undefined = { t: 'd', mode: 0o755, c: root };
+    for (const part of to.split('/')) cur = cur?.t === 'd' ? cur.c[part] : undefined;
+    return cur?.t === 'f';
+  };
+  const walk = (d: OracleDir): OracleDir => Object.fromEntries(Object.entries(d)
+    .filter(([, n]) => n.t !== 'h' || isFile(n.to))
+    .map(([k, n]) => [k, n.t === 'd' ? { ...n, c: walk(n.c) } : n]));
+  return walk(root);
 }
 
 /** Arbitrary oracle case: `lowerCount` lowers, an upper, up to `maxOps` operations. */

@@ -43,6 +43,16 @@ export function layoutAt(dir: string, lowerCount: number): OracleLayout {
   };
 }
 
+/**
+ * The atime and mtime (whole seconds) the layout gives the object at `path` of layer
+ * `layer` (0 = upper, 1.. = lowers top first): distinct, deterministic, long ago.
+ */
+export function oracleNodeTime(layer: number, path: string): number {
+  let h = 0;
+  for (const ch of path) h = (h * 31 + ch.charCodeAt(0)) % 9973;
+  return ORACLE_OLD_TIME + layer * 10_000 + h;
+}
+
 /** Shell-quote one argument. */
 function sh(s: string): string {
   return `'${s.replace(/'/g, `'\\''`)}'`;
@@ -51,9 +61,10 @@ function sh(s: string): string {
 /**
  * Lay `tree` out in the existing directory `root`. Whiteouts and xattrs are appended to
  * `script` (shell commands run in one child process); `times` collects the paths whose
- * times are set afterwards, deepest first.
+ * times are set afterwards (deepest first), each to `oracleNodeTime` (hard links keep
+ * the time of the file they link to).
  */
-async function layTree(root: string, tree: OracleDir, script: string[], times: string[]): Promise<void> {
+async function layTree(root: string, layer: number, tree: OracleDir, script: string[], times: Array<[string, number]>): Promise<void> {
   const hardLinks: Array<[string, string]> = [];
   const walk = async (rel: string, dir: OracleDir): Promise<void> => {
     for (const name of Object.keys(dir).sort()) {
@@ -84,14 +95,14 @@ async function layTree(root: string, tree: OracleDir, script: string[], times: s
       if ('x' in node && node.x) {
         for (const [k, v] of Object.entries(node.x)) script.push(`setfattr -n ${sh(k)} -v ${sh(v)} ${sh(abs)}`);
       }
-      times.push(abs);
+      times.push([abs, oracleNodeTime(layer, relPath)]);
     }
   };
   await walk('', tree);
   for (const [from, to] of hardLinks) {
     const target = posix.join(root, to);
     const st = await fsp.lstat(target).catch(() => undefined);
-    if (st?.isFile()) { await fsp.link(target, posix.join(root, from)); times.push(posix.join(root, from)); }
+    if (st?.isFile()) await fsp.link(target, posix.join(root, from));
   }
 }
 
@@ -105,19 +116,15 @@ export async function layOutCase(dir: string, c: OracleCase): Promise<[OracleLay
   await fsp.mkdir(a.dir);
   for (const d of [...a.lowerdirs, a.upperdir, a.workdir, a.mountpoint]) await fsp.mkdir(d);
   const script: string[] = [];
-  const times: string[] = [];
-  for (let i = 0; i < c.lowers.length; i++) await layTree(a.lowerdirs[i]!, c.lowers[i]!, script, times);
-  await layTree(a.upperdir, c.upper, script, times);
+  const times: Array<[string, number]> = [];
+  for (let i = 0; i < c.lowers.length; i++) await layTree(a.lowerdirs[i]!, i + 1, c.lowers[i]!, script, times);
+  await layTree(a.upperdir, 0, c.upper, script, times);
   if (script.length > 0) {
     const r = await runCommand('sh', ['-ec', script.join('\n')]);
     if (r.code !== 0) throw new Error(`laying out layers failed: ${r.stderr}`);
   }
   // Deepest first, so setting a child's times never disturbs a parent's afterwards.
-  let k = 0;
-  for (const p of times.sort((x, y) => y.split('/').length - x.split('/').length)) {
-    const t = ORACLE_OLD_TIME + 1000 * (++k);
-    await fsp.lutimes(p, t, t);
-  }
+  for (const [p, t] of times.sort(([x], [y]) => y.split('/').length - x.split('/').length)) await fsp.lutimes(p, t, t);
   for (const d of [...a.lowerdirs, a.upperdir]) await fsp.utimes(d, ORACLE_OLD_TIME, ORACLE_OLD_TIME);
   const r = await runCommand('cp', ['-a', a.dir, b.dir]);
   if (r.code !== 0) throw new Error(`cp -a failed: ${r.stderr}`);

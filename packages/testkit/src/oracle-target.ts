@@ -185,6 +185,41 @@ export function hostTarget(root: string, name = `host ${root}`): OracleTarget {
   return { name, fs: fsp as unknown as FsPromisesLike, root, xattrs: hostXattrs() };
 }
 
+/** A `Volume`-like object: the fs calls plus path-based xattr helpers (core's `Volume`). */
+export interface VolumeLike extends FsPromisesLike {
+  /** setxattr(2), following symlinks. */
+  setxattr(path: string, name: string, value: Uint8Array, flags?: number): Promise<void>;
+  /** llistxattr(2). */
+  llistxattr(path: string): Promise<string[]>;
+  /** lgetxattr(2). */
+  lgetxattr(path: string, name: string): Promise<Uint8Array>;
+}
+
+/** Xattrs through a Volume's own helpers. */
+export function volumeXattrs(vol: VolumeLike, markers = false): OracleXattrs {
+  return {
+    setxattr: (path, name, value) => vol.setxattr(path, name, value, 0),
+    async xattrsOf(paths, wantMarkers) {
+      const out = new Map<string, Record<string, string>>();
+      for (const p of paths) {
+        const rec: Record<string, string> = {};
+        for (const name of await vol.llistxattr(p)) {
+          if (name.startsWith('user.') || (markers && wantMarkers && name === 'trusted.overlay.opaque')) {
+            rec[name] = Buffer.from(await vol.lgetxattr(p, name)).toString('hex');
+          }
+        }
+        out.set(p, rec);
+      }
+      return out;
+    },
+  };
+}
+
+/** A target over a layerfs `Volume` (or anything Volume-shaped) whose union root is `/`. */
+export function volumeTarget(vol: VolumeLike, name = 'layerfs Volume'): OracleTarget {
+  return { name, fs: vol, root: '/', xattrs: volumeXattrs(vol) };
+}
+
 /** Resolve a union-relative path inside a target. */
 function at(t: OracleTarget, p: string): string {
   return p === '' ? t.root : posix.join(t.root, p);
@@ -210,6 +245,8 @@ export interface ProjectionOptions {
   readonly dirNlink?: boolean;
   /** Include directory mtimes (old/recent). Default false. */
   readonly dirTimes?: boolean;
+  /** Only type, permission bits and (files) size: no nlink, no times (for in-memory uppers). */
+  readonly lite?: boolean;
 }
 
 /** "old:<ms>" for a time set by the oracle (laid out or `utimes`), else "recent". */
@@ -222,6 +259,10 @@ export function projectStats(s: OracleStats, opts: ProjectionOptions = {}): stri
   const type = typeName(s.mode);
   const parts = [type];
   if (type !== 'symlink') parts.push(octal(s.mode & 0o7777));
+  if (opts.lite) {
+    if (type === 'file') parts.push(`size=${s.size}`);
+    return parts.join(' ');
+  }
   if (type === 'dir') {
     if (opts.dirNlink) parts.push(`nlink=${s.nlink}`);
     if (opts.dirTimes) parts.push(`mtime=${timeClass(s.mtimeMs)}`);
@@ -233,7 +274,7 @@ export function projectStats(s: OracleStats, opts: ProjectionOptions = {}): stri
 }
 
 /** Bytes as a readable string when printable ASCII, else hex. */
-function showBytes(b: Uint8Array): string {
+export function showBytes(b: Uint8Array): string {
   const s = Buffer.from(b).toString('latin1');
   return /^[\x20-\x7e\n]*$/.test(s) ? JSON.stringify(s) : `hex:${Buffer.from(b).toString('hex')}`;
 }

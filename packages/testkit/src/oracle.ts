@@ -17,13 +17,15 @@ import * as fsp from 'node:fs/promises';
 import type { OracleCase, OracleGenOptions, OracleOp } from './oracle-case.js';
 import { caseLiteral, formatLayers, formatOp, oracleCaseArb } from './oracle-case.js';
 import type { OracleLayout } from './oracle-host.js';
-import { layOutCase, makeOracleTempDir, mountKernelOverlay, unmountPath } from './oracle-host.js';
-import type { OracleTarget, ProjectionOptions } from './oracle-target.js';
+import { layOutCase, makeOracleTempDir, mountKernelOverlay, unmountPath, untrackMount } from './oracle-host.js';
+import type { OracleTarget, ProjectionOptions, TreeDump } from './oracle-target.js';
 import { applyOp, diffDumps, dumpHostLayer, dumpTarget, hostTarget } from './oracle-target.js';
+import { createOverlayModel, modelTarget } from './oracle-model.js';
 
 export * from './oracle-case.js';
 export * from './oracle-target.js';
 export * from './oracle-host.js';
+export * from './oracle-model.js';
 
 /** A running system under test: where to apply operations, and how to shut it down. */
 export interface SutHandle {
@@ -36,10 +38,18 @@ export interface SutHandle {
   close(): Promise<void>;
   /** The host upper directory to compare after `close` (undefined: skip the upper comparison). */
   readonly upperdir?: string;
+  /** Dump the upper layer after `close` (instead of `upperdir`), in the `lite` projection. */
+  readonly dumpUpper?: () => Promise<TreeDump>;
 }
 
-/** Builds a SUT over a laid-out copy of the case's layers. */
-export type SutFactory = (layout: OracleLayout) => Promise<SutHandle>;
+/**
+ * Builds a SUT over a laid-out copy of the case's layers (`layout`, on disk) — or, for
+ * in-memory SUTs, from the case itself.
+ */
+export type SutFactory = (layout: OracleLayout, c: OracleCase) => Promise<SutHandle>;
+
+/** Builds an in-memory SUT from a case (no host directories). */
+export type MemorySutFactory = (c: OracleCase) => Promise<SutHandle>;
 
 /** Options of an oracle run. */
 export interface OracleRunOptions extends OracleGenOptions, ProjectionOptions {
@@ -65,7 +75,7 @@ export interface OracleStep {
   readonly index: number;
   /** The operation. */
   readonly op: OracleOp;
-  /** What the kernel overlay answered. */
+  /** What the reference (kernel overlay or model) answered. */
   readonly expected: string;
   /** What the SUT answered. */
   readonly actual: string;
@@ -87,6 +97,14 @@ export function kernelOverlaySut(): SutFactory {
   };
 }
 
+/** A SUT that is the in-memory reference model (checks the model against the kernel). */
+export function modelSut(): SutFactory {
+  return async (_l, c) => {
+    const m = createOverlayModel(c);
+    return { target: modelTarget(m), close: async () => undefined, dumpUpper: async () => m.dumpUpper() };
+  };
+}
+
 /**
  * A SUT that is any mount point made by `mount` (e.g. a layerfs FUSE mount of the layout's
  * lowerdirs/upperdir/workdir at `layout.mountpoint`), driven through `node:fs/promises`.
@@ -100,12 +118,62 @@ export function mountSut(mount: (layout: OracleLayout) => Promise<() => Promise<
 }
 
 /** The strace-like log of a traced case, marking the step that disagreed. */
-export function formatSteps(steps: readonly OracleStep[], sutName = 'sut'): string {
+export function formatSteps(steps: readonly OracleStep[], sutName = 'sut', refName = 'kernel'): string {
   return steps.map((s) => {
     const call = `${String(s.index).padStart(3)}  ${formatOp(s.op)}`;
     const same = s.expected === s.actual;
-    return same ? `${call} = ${s.expected}` : `${call}\n       kernel: = ${s.expected}\n       ${sutName}: = ${s.actual}   <-- differs`;
+    return same ? `${call} = ${s.expected}` : `${call}\n       ${refName}: = ${s.expected}\n       ${sutName}: = ${s.actual}   <-- differs`;
   }).join('\n');
+}
+
+/**
+ * Apply a case's operations to a reference and a SUT, comparing every step, then the
+ * visible trees, then (after closing both) the upper layers. `closeRef` closes the
+ * reference; upper dumps come from `dumpUpper` or the host `upperdir`.
+ */
+async function compareSides(c: OracleCase, ref: SutHandle, refName: string, sut: SutHandle, opts: OracleRunOptions): Promise<OracleOutcome> {
+  const sutName = opts.sutName ?? 'sut';
+  const steps: OracleStep[] = [];
+  let mismatch: string | undefined;
+  let closedRef = false;
+  let closedSut = false;
+  try {
+    for (let i = 0; i < c.ops.length && mismatch === undefined; i++) {
+      const op = c.ops[i]!;
+      const expected = await applyOp(ref.target, op, opts);
+      const actual = await applyOp(sut.target, op, opts);
+      steps.push({ index: i + 1, op, expected, actual });
+      if (expected !== actual) mismatch = `step ${i + 1} ${formatOp(op)}: ${refName} = ${expected}, ${sutName} = ${actual}`;
+    }
+    if (mismatch === undefined) {
+      const dk = await dumpTarget(ref.target, opts).catch((e: unknown) => `${refName} tree dump failed: ${String(e)}`);
+      const ds = await dumpTarget(sut.target, opts).catch((e: unknown) => `${sutName} tree dump failed: ${String(e)}`);
+      if (typeof dk === 'string' || typeof ds === 'string') mismatch = [dk, ds].filter((x) => typeof x === 'string').join('; ');
+      else {
+        const diff = diffDumps(dk, ds, refName, sutName);
+        if (diff.length) mismatch = `visible trees differ after the last step:\n  ${diff.join('\n  ')}`;
+      }
+    }
+  } finally {
+    const results = await Promise.allSettled([
+      ref.close().then(() => { closedRef = true; }),
+      sut.close().then(() => { closedSut = true; }),
+    ]);
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed && mismatch === undefined) mismatch = `closing failed: ${String(failed.reason)}`;
+  }
+  if (mismatch === undefined && closedRef && closedSut && (opts.compareUpper ?? true)) {
+    const lite = ref.dumpUpper !== undefined || sut.dumpUpper !== undefined;
+    const upperOf = (h: SutHandle): Promise<TreeDump> | undefined =>
+      h.dumpUpper ? h.dumpUpper() : h.upperdir ? dumpHostLayer(h.upperdir, { ...opts, lite }) : undefined;
+    const du = upperOf(ref);
+    const ds = upperOf(sut);
+    if (du && ds) {
+      const diff = diffDumps(await du, await ds, `${refName} upper`, `${sutName} upper`);
+      if (diff.length) mismatch = `upper layers differ:\n  ${diff.join('\n  ')}`;
+    }
+  }
+  return mismatch === undefined ? { steps } : { steps, mismatch };
 }
 
 /**
@@ -114,58 +182,60 @@ export function formatSteps(steps: readonly OracleStep[], sutName = 'sut'): stri
  * upper directories. Always unmounts and removes its temp directory.
  */
 export async function runOracleCase(c: OracleCase, makeSut: SutFactory, opts: OracleRunOptions = {}): Promise<OracleOutcome> {
-  const sutName = opts.sutName ?? 'sut';
-  const dir = await makeOracleTempDir();
-  const steps: OracleStep[] = [];
-  let mismatch: string | undefined;
-  try {
-    const [a, b] = await layOutCase(dir, c);
-    await mountKernelOverlay(a);
-    let kernelMounted = true;
-    let sut: SutHandle | undefined;
+  // Another test run's global teardown may unmount our kernel overlay mid-case (it unmounts
+  // every `layerfs-` mount it finds): that is no disagreement, so the case is run again.
+  for (let attempt = 1; ; attempt++) {
+    const dir = await makeOracleTempDir();
+    let vanished = false;
     try {
-      sut = await makeSut(b);
-      const kernel = hostTarget(a.mountpoint, 'kernel overlay');
-      for (let i = 0; i < c.ops.length && mismatch === undefined; i++) {
-        const op = c.ops[i]!;
-        const expected = await applyOp(kernel, op, opts);
-        const actual = await applyOp(sut.target, op, opts);
-        steps.push({ index: i + 1, op, expected, actual });
-        if (expected !== actual) mismatch = `step ${i + 1} ${formatOp(op)}: kernel = ${expected}, ${sutName} = ${actual}`;
+      const [a, b] = await layOutCase(dir, c);
+      await mountKernelOverlay(a);
+      const kernel: SutHandle = {
+        target: hostTarget(a.mountpoint, 'kernel overlay'),
+        upperdir: a.upperdir,
+        close: async () => {
+          if (!(await isMounted(a.mountpoint))) { vanished = true; untrackMount(a.mountpoint); return; }
+          await unmountPath(a.mountpoint);
+        },
+      };
+      let sut: SutHandle;
+      try {
+        sut = await makeSut(b, c);
+      } catch (e) {
+        await kernel.close();
+        throw e;
       }
-      if (mismatch === undefined) {
-        const dk = await dumpTarget(kernel, opts).catch((e: unknown) => `kernel tree dump failed: ${String(e)}`);
-        const ds = await dumpTarget(sut.target, opts).catch((e: unknown) => `${sutName} tree dump failed: ${String(e)}`);
-        if (typeof dk === 'string' || typeof ds === 'string') mismatch = [dk, ds].filter((x) => typeof x === 'string').join('; ');
-        else {
-          const diff = diffDumps(dk, ds, 'kernel', sutName);
-          if (diff.length) mismatch = `visible trees differ after the last step:\n  ${diff.join('\n  ')}`;
-        }
-      }
+      const out = await compareSides(c, kernel, 'kernel', sut, opts);
+      if (!vanished) return out;
+      if (attempt >= 3) throw new Error(`the kernel overlay mount vanished during the case ${attempt} times (unmounted by another process)`);
     } finally {
-      const closing: Array<Promise<void>> = [];
-      if (sut) closing.push(sut.close());
-      closing.push(unmountPath(a.mountpoint).then(() => { kernelMounted = false; }));
-      const results = await Promise.allSettled(closing);
-      const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-      if (failed && mismatch === undefined) mismatch = `closing failed: ${String(failed.reason)}`;
-      if (kernelMounted) await unmountPath(a.mountpoint).catch(() => undefined);
+      await fsp.rm(dir, { recursive: true, force: true }).catch(() => undefined);
     }
-    if (mismatch === undefined && (opts.compareUpper ?? true) && sut?.upperdir) {
-      const diff = diffDumps(await dumpHostLayer(a.upperdir, opts), await dumpHostLayer(sut.upperdir, opts), 'kernel upper', `${sutName} upper`);
-      if (diff.length) mismatch = `upper directories differ:\n  ${diff.join('\n  ')}`;
-    }
-  } finally {
-    await fsp.rm(dir, { recursive: true, force: true }).catch(() => undefined);
   }
-  return mismatch === undefined ? { steps } : { steps, mismatch };
+}
+
+/** True when `path` is a mount point (per /proc/self/mounts). */
+export async function isMounted(path: string): Promise<boolean> {
+  const text = await fsp.readFile('/proc/self/mounts', 'utf8').catch(() => '');
+  return text.split('\n').some((l) => l.split(' ')[1]?.replace(/\\040/g, ' ') === path);
+}
+
+/**
+ * Run one case against the in-memory reference model instead of the kernel (no host, no
+ * root): the SUT is built from the case by `makeSut`.
+ */
+export async function runModelCase(c: OracleCase, makeSut: MemorySutFactory, opts: OracleRunOptions = {}): Promise<OracleOutcome> {
+  const m = createOverlayModel(c);
+  const ref: SutHandle = { target: modelTarget(m), close: async () => undefined, dumpUpper: async () => m.dumpUpper() };
+  const sut = await makeSut(c);
+  return compareSides(c, ref, 'model', sut, opts);
 }
 
 /** A full report of a failing case: layers, strace-like log, mismatch, regression literal. */
-export function formatOutcome(c: OracleCase, out: OracleOutcome, sutName = 'sut'): string {
+export function formatOutcome(c: OracleCase, out: OracleOutcome, sutName = 'sut', refName = 'kernel'): string {
   return [
     formatLayers(c),
-    formatSteps(out.steps, sutName),
+    formatSteps(out.steps, sutName, refName),
     `MISMATCH: ${out.mismatch ?? '(none)'}`,
     'As a regression case (oracle-regressions.test.ts):',
     caseLiteral(c),
@@ -199,15 +269,31 @@ export interface OracleRunResult {
  * Generate cases with fast-check and compare `makeSut` with the kernel on each; shrink the
  * first disagreement and return it (with a printed report) instead of throwing.
  */
-export async function checkOracle(makeSut: SutFactory, opts: OracleRunOptions = {}): Promise<OracleRunResult> {
+export function checkOracle(makeSut: SutFactory, opts: OracleRunOptions = {}): Promise<OracleRunResult> {
+  return checkWith((c) => runOracleCase(c, makeSut, opts), 'kernel overlay', opts);
+}
+
+/** Like `checkOracle` with the in-memory reference model as the reference (runs anywhere). */
+export function checkModelOracle(makeSut: MemorySutFactory, opts: OracleRunOptions = {}): Promise<OracleRunResult> {
+  return checkWith((c) => runModelCase(c, makeSut, opts), 'model', opts);
+}
+
+/** Like `checkModelOracle`, but throws the report on a disagreement. */
+export async function runModelOracle(makeSut: MemorySutFactory, opts: OracleRunOptions = {}): Promise<OracleRunResult> {
+  const res = await checkModelOracle(makeSut, opts);
+  if (res.failed) throw new Error(res.report);
+  return res;
+}
+
+async function checkWith(runCase: (c: OracleCase) => Promise<OracleOutcome>, refName: string, opts: OracleRunOptions): Promise<OracleRunResult> {
   const log = opts.log ?? ((l: string) => console.log(l));
   const sutName = opts.sutName ?? 'sut';
   const seed = envNumber('LAYERFS_ORACLE_SEED') ?? opts.seed ?? (Date.now() ^ (Math.random() * 0x100000000)) | 0;
   const numRuns = envNumber('LAYERFS_ORACLE_RUNS') ?? opts.numRuns ?? 100;
   const path = process.env.LAYERFS_ORACLE_PATH || opts.path;
-  log(`oracle: kernel overlay vs ${sutName}: seed=${seed} numRuns=${numRuns}${path ? ` path=${path}` : ''} (replay with LAYERFS_ORACLE_SEED=${seed})`);
+  log(`oracle: ${refName} vs ${sutName}: seed=${seed} numRuns=${numRuns}${path ? ` path=${path}` : ''} (replay with LAYERFS_ORACLE_SEED=${seed})`);
   const prop = fc.asyncProperty(oracleCaseArb(opts), async (c) => {
-    const out = await runOracleCase(c, makeSut, opts);
+    const out = await runCase(c);
     if (out.mismatch !== undefined) throw new Error(out.mismatch);
   });
   const res = await fc.check(prop, {
@@ -221,11 +307,11 @@ export async function checkOracle(makeSut: SutFactory, opts: OracleRunOptions = 
     log(report);
     return { failed: true, seed, numRuns: res.numRuns, report };
   }
-  const outcome = await runOracleCase(ce, makeSut, opts);
+  const outcome = await runCase(ce);
   const report = [
-    `oracle: kernel overlay vs ${sutName} DISAGREE — seed=${seed} path=${res.counterexamplePath ?? ''} after ${res.numRuns} case(s), ${res.numShrinks} shrink(s)`,
+    `oracle: ${refName} vs ${sutName} DISAGREE — seed=${seed} path=${res.counterexamplePath ?? ''} after ${res.numRuns} case(s), ${res.numShrinks} shrink(s)`,
     `replay: LAYERFS_ORACLE_SEED=${seed} LAYERFS_ORACLE_PATH=${res.counterexamplePath ?? ''}`,
-    formatOutcome(ce, outcome.mismatch !== undefined ? outcome : { ...outcome, mismatch: `(did not reproduce on re-run) ${String(res.errorInstance)}` }, sutName),
+    formatOutcome(ce, outcome.mismatch !== undefined ? outcome : { ...outcome, mismatch: `(did not reproduce on re-run) ${String(res.errorInstance)}` }, sutName, refName),
   ].join('\n');
   log(report);
   return { failed: true, seed, ...(res.counterexamplePath ? { path: res.counterexamplePath } : {}), numRuns: res.numRuns, counterexample: ce, outcome, report };
