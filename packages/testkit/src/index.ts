@@ -10,3 +10,4 @@ export * from './arbitraries.js';
 export * from './invariants.js';
 export * from './model.js';
 export * from './conformance.js';
+export * from './host-model.js';

@@ -12,7 +12,7 @@
 import fc from 'fast-check';
 import { produce, type Draft } from 'immer';
 import {
-  FsError, OpenFlags, RenameFlags, ROOT_CONTEXT, ROOT_INO, S_IFMT, typeOfMode,
+  FsError, OpenFlags, RenameFlags, ROOT_CONTEXT, ROOT_INO, S_IFDIR, S_IFMT, typeOfMode,
   type Filesystem, type FileType, type RequestContext,
 } from '@layerfs/core';
 import { checkLookupBalance, checkNoLeak } from './invariants.js';
@@ -194,6 +194,17 @@ export async function walkPath(fs: Filesystem, ctx: RequestContext, parts: reado
     throw e;
   }
   return { ino: cur, release };
+}
+
+/** Walk to a directory, as the kernel's parent walk does: ENOTDIR when it is not one. */
+async function walkDir(r: ModelReal, parts: readonly string[]): Promise<{ ino: number; release: () => Promise<void> }> {
+  const w = await walkPath(r.fs, r.ctx, parts);
+  const a = await r.fs.getattr(r.ctx, w.ino).catch(async (e: unknown) => { await w.release(); throw e; });
+  if ((a.mode & S_IFMT) !== S_IFDIR) {
+    await w.release();
+    throw FsError.of('ENOTDIR');
+  }
+  return w;
 }
 
 async function outcome(fn: () => Promise<unknown>): Promise<Outcome> {
@@ -388,11 +399,11 @@ export function renameCmd(from: readonly string[], to: readonly string[], flags:
   const flagText = flags === 0 ? '0' : flags === RenameFlags.NOREPLACE ? 'RENAME_NOREPLACE' : flags === RenameFlags.EXCHANGE ? 'RENAME_EXCHANGE' : String(flags);
   return new FsCommand(`renameat2(${show(from)}, ${show(to)}, ${flagText})`, (m) => {
     const s = m.state;
-    const fp = resolveNode(s, from.slice(0, -1));
+    // Both parents are resolved first, source then target (the kernel's parentat order).
+    const fp = resolveParent(s, from);
     if ('err' in fp) return fp;
-    const tp = resolveNode(s, to.slice(0, -1));
+    const tp = resolveParent(s, to);
     if ('err' in tp) return tp;
-    if (fp.node.kind !== 'dir' || tp.node.kind !== 'dir') return fail('ENOTDIR');
     const fname = from[from.length - 1]!;
     const tname = to[to.length - 1]!;
     const src = fp.node.children.get(fname);
@@ -423,9 +434,9 @@ export function renameCmd(from: readonly string[], to: readonly string[], flags:
     });
     return { ok: null };
   }, (r) => outcome(async () => {
-    const fp = await walkPath(r.fs, r.ctx, from.slice(0, -1));
+    const fp = await walkDir(r, from.slice(0, -1));
     try {
-      const tp = await walkPath(r.fs, r.ctx, to.slice(0, -1));
+      const tp = await walkDir(r, to.slice(0, -1));
       try {
         await r.fs.rename(r.ctx, fp.ino, from[from.length - 1]!, tp.ino, to[to.length - 1]!, flags);
         return null;
