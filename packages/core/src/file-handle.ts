@@ -135,15 +135,19 @@ export class FileHandle {
   async readFile(options?: EncodingOption): Promise<Buffer | string> {
     const encoding = encodingOf(options);
     return withErrorContext({ syscall: 'read' }, async () => {
+      const fh = this.#readableFh();
+      // Ask for the size as known now (+1 to see the end in the same call), growing if the file does.
+      const size = (await this.#fs.getattr(this.#ctx, this.#ino, fh)).size;
       const chunks: Uint8Array[] = [];
       for (;;) {
-        const chunk = Buffer.allocUnsafe(VOLUME_CHUNK);
-        const n = await this.#pread(chunk, this.#position);
+        const want = Math.min(VOLUME_CHUNK, Math.max(size - this.#position, 0) + 1);
+        const got = await this.#fs.read(this.#ctx, this.#ino, fh, want, this.#position);
+        const n = Math.min(got.byteLength, want);
         this.#position += n;
-        if (n > 0) chunks.push(chunk.subarray(0, n));
-        if (n < VOLUME_CHUNK) break;
+        if (n > 0) chunks.push(got.subarray(0, n));
+        if (n < want) break;
       }
-      const all = Buffer.concat(chunks);
+      const all = chunks.length === 1 && chunks[0] ? Buffer.from(chunks[0].buffer, chunks[0].byteOffset, chunks[0].byteLength) : Buffer.concat(chunks);
       return encoding ? all.toString(encoding) : all;
     });
   }
@@ -232,15 +236,21 @@ export class FileHandle {
     if (this.#closed) throw new FsError('EBADF', { detail: 'file handle is closed' });
   }
 
-  /** Fill `dst` from `position` in chunks; fewer bytes only at end of file. */
-  async #pread(dst: Uint8Array, position: number): Promise<number> {
+  /** The file handle to read with: EBADF when closed or write-only, EISDIR for a directory (as read(2)). */
+  #readableFh(): number {
     this.#check();
     if (this.#fh === undefined) throw FsError.of('EISDIR');
     if ((this.#flags & OpenFlags.O_ACCMODE) === OpenFlags.O_WRONLY) throw FsError.of('EBADF', 'not open for reading');
+    return this.#fh;
+  }
+
+  /** Fill `dst` from `position` in chunks; fewer bytes only at end of file. */
+  async #pread(dst: Uint8Array, position: number): Promise<number> {
+    const fh = this.#readableFh();
     let done = 0;
     while (done < dst.byteLength) {
       const want = Math.min(VOLUME_CHUNK, dst.byteLength - done);
-      const got = await this.#fs.read(this.#ctx, this.#ino, this.#fh, want, position + done);
+      const got = await this.#fs.read(this.#ctx, this.#ino, fh, want, position + done);
       dst.set(got.subarray(0, want), done);
       done += Math.min(got.byteLength, want);
       if (got.byteLength < want) break;

@@ -79,6 +79,8 @@ interface Walk {
 }
 
 const ROOT_STEP: Step = { ino: ROOT_INO, mode: S_IFDIR, name: '' };
+/** A walk-queue marker for a trailing slash: the object so far must be a directory. */
+const SLASH = '';
 
 const isDir = (mode: number): boolean => (mode & S_IFMT) === S_IFDIR;
 const isSymlink = (mode: number): boolean => (mode & S_IFMT) === S_IFLNK;
@@ -504,10 +506,10 @@ export class Volume {
   async #walk(l: Lookups, path: string, final: 'follow' | 'nofollow' | 'parent', allowMissing = false): Promise<Walk> {
     const { parts, dirOnly } = parsePath(path);
     const queue = [...parts];
-    // A trailing slash follows the last component and demands a directory ('.' checks that),
-    // except when creating: then a trailing slash on the name to create is EISDIR (kernel).
+    // A trailing slash follows the last component and demands a directory (the SLASH marker
+    // checks that), except when creating: a trailing slash on the name to create is EISDIR.
     let slashTail = dirOnly && allowMissing;
-    if (dirOnly && final !== 'parent' && !allowMissing) queue.push('.');
+    if (dirOnly && final !== 'parent' && !allowMissing) queue.push(SLASH);
     let stack: Step[] = [ROOT_STEP];
     let name: string | null = null;
     let links = 0;
@@ -515,13 +517,21 @@ export class Volume {
       const cur = stack[stack.length - 1] ?? ROOT_STEP;
       if (!isDir(cur.mode)) throw FsError.of('ENOTDIR');
       const last = queue.length === 0;
+      if (c === SLASH) continue;
       if (c === '.' || c === '..') {
+        await this.#search(cur.ino); // the kernel checks search permission on `.` and `..` too
         if (c === '..' && stack.length > 1) stack.pop();
         name = null;
         continue;
       }
-      if (last && final === 'parent') return { stack, name: c, missing: false, dirOnly };
-      if (last && slashTail) throw FsError.of('EISDIR');
+      if (last && final === 'parent') {
+        await this.#search(cur.ino); // the kernel checks the parent's search permission first
+        return { stack, name: c, missing: false, dirOnly };
+      }
+      if (last && slashTail) {
+        await this.#search(cur.ino);
+        throw FsError.of('EISDIR');
+      }
       let entry: Entry;
       try {
         entry = await l.lookup(cur.ino, c);
@@ -535,7 +545,7 @@ export class Volume {
         const t = parsePath(target);
         if (target.startsWith('/')) stack = [ROOT_STEP];
         if (last && allowMissing) slashTail = t.dirOnly;
-        queue.unshift(...t.parts, ...(t.dirOnly && !(last && allowMissing) ? ['.'] : []));
+        queue.unshift(...t.parts, ...(t.dirOnly && !(last && allowMissing) ? [SLASH] : []));
         name = null;
         continue;
       }
@@ -543,6 +553,16 @@ export class Volume {
       name = c;
     }
     return { stack, name, missing: false, dirOnly };
+  }
+
+  /** Search (execute) permission on directory `ino` for a non-root caller; EACCES if denied. */
+  async #search(ino: number): Promise<void> {
+    if (this.#ctx.uid === 0) return;
+    try {
+      await this.#fs.access(this.#ctx, ino, AccessMode.X_OK);
+    } catch (e) {
+      if (!isFsError(e, 'ENOSYS')) throw e;
+    }
   }
 
   /** The name a create-type call (symlink, link) makes: EEXIST/ENOENT as the kernel's `filename_create`. */

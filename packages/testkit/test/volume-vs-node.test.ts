@@ -1,7 +1,9 @@
 // Differential property test: the same random operation sequences applied to a `Volume` over a
 // `MemoryLayer` and to `node:fs/promises` on a fresh temporary directory (volume path `/a/b`
 // ↔ host `<tmp>/a/b`) must give the same results and the same errors (code, syscall, path,
-// dest), and the Volume must have forgotten every lookup after every call.
+// dest), and the Volume must have forgotten every lookup after every call. Run once as root
+// (the process) and once as an unprivileged user (the host side switches its effective ids,
+// the Volume gets the same uid/gid), so the kernel's permission errors are compared too.
 //
 // Safety: nothing generated can leave the temp dir on the host. Paths have no `..`, symlink
 // targets are either absolute (mapped into the temp dir on the host) or relative without `..`.
@@ -11,7 +13,7 @@ import fc from 'fast-check';
 import * as fsp from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { OpenFlags, Volume, processContext, typeOfMode, type FileType } from '@layerfs/core';
+import { OpenFlags, Volume, processContext, typeOfMode, type FileType, type RequestContext } from '@layerfs/core';
 import { MemoryLayer } from '../src/index.js';
 
 const RUNS = Number(process.env.LAYERFS_FC_RUNS ?? 200);
@@ -228,43 +230,83 @@ afterAll(async () => {
   for (const dir of made) await fsp.rm(dir, { recursive: true, force: true });
 });
 
+/** Who the sequence runs as: the process as it is (root here), or an unprivileged uid/gid. */
+interface Identity {
+  /** Context of the Volume's calls. */
+  ctx: RequestContext;
+  /** Switch the process's effective ids to `ctx` for the host side (undefined: stay as is). */
+  enter?(): void;
+  /** Switch back. */
+  leave?(): void;
+}
+
+const isRoot = process.getuid?.() === 0;
+const USER = 1000;
+
+function unprivileged(): Identity {
+  const groups = process.getgroups?.() ?? [];
+  return {
+    ctx: { uid: USER, gid: USER, groups: [USER], pid: process.pid, umask: UMASK },
+    enter() { process.setgroups!([USER]); process.setegid!(USER); process.seteuid!(USER); },
+    leave() { process.seteuid!(0); process.setegid!(0); process.setgroups!(groups); },
+  };
+}
+
+/** Run random sequences on both sides as `who`; every result must agree and no lookup may be left. */
+async function agree(who: Identity, runs: number, ops: fc.Arbitrary<Op>): Promise<void> {
+  expect(process.umask()).toBe(UMASK); // both sides create with the same umask
+  const { ctx } = who;
+  await fc.assert(
+    fc.asyncProperty(fc.array(ops, { minLength: 1, maxLength: 25 }), async (seq) => {
+      hostRoot = await fsp.mkdtemp(join(tmpdir(), 'layerfs-volume-'));
+      made.push(hostRoot);
+      await fsp.chmod(hostRoot, 0o755);
+      await fsp.chown(hostRoot, ctx.uid, ctx.gid);
+      hostReal = await fsp.realpath(hostRoot);
+      host = {
+        p: (path) => hostRoot + path,
+        target: (t) => (t.startsWith('/') ? hostRoot + t : t),
+        fs: fsp as unknown as Side['fs'],
+        open: (path, flags) => fsp.open(path, flags) as never,
+      };
+      const layer = new MemoryLayer({ rootMode: 0o755, rootUid: ctx.uid, rootGid: ctx.gid });
+      const vol = new Volume(layer, { context: ctx });
+      const volume: Side = {
+        p: (path) => path,
+        target: (t) => t,
+        fs: vol,
+        open: (path, flags) => vol.open(path, flags),
+      };
+      try {
+        for (const [i, op] of seq.entries()) {
+          who.enter?.();
+          let expected: unknown;
+          try {
+            expected = await outcome(host, op);
+          } finally {
+            who.leave?.();
+          }
+          const actual = await outcome(volume, op);
+          expect({ step: i, op, result: actual }).toEqual({ step: i, op, result: expected });
+          expect(layer.liveInodes(), `lookups left after ${JSON.stringify(op)}`).toBe(1);
+        }
+      } finally {
+        await fsp.rm(hostRoot, { recursive: true, force: true });
+        made.pop();
+      }
+    }),
+    { numRuns: runs },
+  );
+}
+
 describe('Volume over MemoryLayer agrees with node:fs/promises', () => {
   it(`gives the same results and errors for random operation sequences (${RUNS} runs)`, async () => {
-    expect(process.umask()).toBe(UMASK); // both sides create with the same umask
-    const ctx = processContext(UMASK);
-    await fc.assert(
-      fc.asyncProperty(fc.array(opArb, { minLength: 1, maxLength: 25 }), async (ops) => {
-        hostRoot = await fsp.mkdtemp(join(tmpdir(), 'layerfs-volume-'));
-        made.push(hostRoot);
-        await fsp.chmod(hostRoot, 0o755);
-        hostReal = await fsp.realpath(hostRoot);
-        host = {
-          p: (path) => hostRoot + path,
-          target: (t) => (t.startsWith('/') ? hostRoot + t : t),
-          fs: fsp as unknown as Side['fs'],
-          open: (path, flags) => fsp.open(path, flags) as never,
-        };
-        const layer = new MemoryLayer({ rootMode: 0o755, rootUid: ctx.uid, rootGid: ctx.gid });
-        const vol = new Volume(layer, { context: ctx });
-        const volume: Side = {
-          p: (path) => path,
-          target: (t) => t,
-          fs: vol,
-          open: (path, flags) => vol.open(path, flags),
-        };
-        try {
-          for (const [i, op] of ops.entries()) {
-            const expected = await outcome(host, op);
-            const actual = await outcome(volume, op);
-            expect({ step: i, op, result: actual }).toEqual({ step: i, op, result: expected });
-            expect(layer.liveInodes(), `lookups left after ${JSON.stringify(op)}`).toBe(1);
-          }
-        } finally {
-          await fsp.rm(hostRoot, { recursive: true, force: true });
-          made.pop();
-        }
-      }),
-      { numRuns: RUNS },
-    );
+    await agree({ ctx: processContext(UMASK) }, RUNS, opArb);
+  });
+
+  // Needs root: the host side switches its effective uid/gid to an unprivileged user and back.
+  it.skipIf(!isRoot)(`agrees as an unprivileged user, permission errors included (${RUNS} runs; root only)`, async () => {
+    // access(2) checks the real uid, which stays root on the host side: leave it out here.
+    await agree(unprivileged(), RUNS, opArb.filter((op) => op.op !== 'access'));
   });
 });
