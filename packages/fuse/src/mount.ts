@@ -1,0 +1,516 @@
+/**
+ * `mount(fs, mountpoint, options)`: serves any core `Filesystem` to the kernel through
+ * fuse-native (libfuse 2, path based). This module owns the adapter from libfuse's path
+ * operations to the inode operations of the Filesystem: every path is resolved through the
+ * `PathMap` (which holds the lookups it took), open files and directories get handle
+ * numbers of our own (pinning their inode), every error becomes the `FsError`'s errno, and
+ * `unmount()` gives every lookup back. It also owns the process guards: SIGINT/SIGTERM
+ * unmount every live mount and exit 0; a process `exit` detaches them lazily.
+ */
+import { execFileSync } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import { resolve as resolvePath } from 'node:path';
+import {
+  FsError, OpenFlags, UTIME_NOW, UTIME_OMIT, toFsError, type Attr, type DirEntry, type Filesystem,
+  type RequestContext, type SetattrRequest, type Timespec,
+} from '@layerfs/core';
+import { createNativeMount, NATIVE_UTIME_SPECIAL_MS, type NativeMount, type NativeOps, type NativeStat } from './native.js';
+import { libfuseOptionString, resolveMountOptions, type MountOptions, type ResolvedMountOptions } from './options.js';
+import { PathMap, type PathEntry } from './path-map.js';
+import { findMount } from './mounts.js';
+
+/** Counters a mount keeps about the requests it served. */
+export interface MountStats {
+  /** Requests being served right now. */
+  readonly inFlight: number;
+  /** The most requests ever served at the same time. */
+  readonly maxInFlight: number;
+  /** Requests served, by operation name. */
+  readonly ops: Readonly<Record<string, number>>;
+  /** Paths in the path → inode map (each holds one lookup). */
+  readonly cachedPaths: number;
+  /** Open file and directory handles. */
+  readonly openHandles: number;
+}
+
+/** A live mount. */
+export interface MountHandle {
+  /** The absolute mount point. */
+  readonly mountpoint: string;
+  /** The libfuse option string that was used. */
+  readonly optionString: string;
+  /** The served filesystem. */
+  readonly fs: Filesystem;
+  /** Unmount (lazily if busy), release every handle and forget every lookup. Idempotent. */
+  unmount(): Promise<void>;
+  /** Resolves once the mount is gone (by `unmount()` or by an outside `umount`). */
+  readonly closed: Promise<void>;
+  /** Request counters. */
+  stats(): MountStats;
+}
+
+/** Extra options of `mount()` beyond the FUSE ones. */
+export interface ServeOptions extends MountOptions {
+  /**
+   * The request context passed to the filesystem. Default: the mounting process's uid/gid
+   * with umask 0 (the kernel already applied the caller's umask). fuse-native gives no
+   * per-request credentials; see the package README.
+   */
+  context?: () => RequestContext;
+  /** Call `fs.destroy()` after unmounting. Default: false. */
+  destroyOnUnmount?: boolean;
+}
+
+interface OpenHandle {
+  readonly entry: PathEntry;
+  readonly fh: number;
+  readonly dir: boolean;
+}
+
+const live = new Set<MountHandleImpl>();
+let guardsInstalled = false;
+
+function onSignal(sig: NodeJS.Signals): void {
+  const all = [...live];
+  void Promise.allSettled(all.map((m) => m.unmount())).then(() => {
+    process.exit(0);
+  });
+  void sig;
+}
+
+function onExit(): void {
+  for (const m of live) {
+    try { execFileSync('fusermount', ['-uz', m.mountpoint], { stdio: 'ignore' }); } catch { /* already gone */ }
+  }
+}
+
+function installGuards(): void {
+  if (guardsInstalled) return;
+  guardsInstalled = true;
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  process.on('exit', onExit);
+}
+
+function removeGuards(): void {
+  if (!guardsInstalled || live.size > 0) return;
+  guardsInstalled = false;
+  process.off('SIGINT', onSignal);
+  process.off('SIGTERM', onSignal);
+  process.off('exit', onExit);
+}
+
+function ms(t: Timespec): number {
+  return t.sec * 1000 + Math.floor(t.nsec / 1e6);
+}
+
+function nativeStat(a: Attr): NativeStat {
+  return {
+    mode: a.mode, uid: a.uid, gid: a.gid, size: a.size, dev: a.dev, nlink: a.nlink, ino: a.ino,
+    rdev: a.rdev, blksize: a.blksize, blocks: a.blocks, atime: ms(a.atime), mtime: ms(a.mtime), ctime: ms(a.ctime),
+  };
+}
+
+function timespecOfMs(v: number): Timespec {
+  const sec = Math.floor(v / 1000);
+  return { sec, nsec: (v - sec * 1000) * 1e6 };
+}
+
+function splitPath(p: string): { parent: string; name: string } {
+  const cut = p.lastIndexOf('/');
+  return { parent: cut <= 0 ? '/' : p.slice(0, cut), name: p.slice(cut + 1) };
+}
+
+class MountHandleImpl implements MountHandle {
+  readonly mountpoint: string;
+  readonly optionString: string;
+  readonly closed: Promise<void>;
+  private resolveClosed!: () => void;
+  private readonly map: PathMap;
+  private readonly handles = new Map<number, OpenHandle>();
+  private nextHandle = 1;
+  private native!: NativeMount;
+  private inFlight = 0;
+  private maxInFlight = 0;
+  private readonly opCounts: Record<string, number> = {};
+  private idle: Array<() => void> = [];
+  private unmounting: Promise<void> | undefined;
+  private watchTimer: NodeJS.Timeout | undefined;
+  private mountId: string | undefined;
+  private readonly ctx: () => RequestContext;
+
+  constructor(readonly fs: Filesystem, mountpoint: string, private readonly o: ResolvedMountOptions, private readonly serve: ServeOptions) {
+    this.mountpoint = resolvePath(mountpoint);
+    this.optionString = libfuseOptionString(o);
+    const uid = typeof process.getuid === 'function' ? process.getuid() : 0;
+    const gid = typeof process.getgid === 'function' ? process.getgid() : 0;
+    const base: RequestContext = Object.freeze({ uid, gid, pid: process.pid, umask: 0 });
+    this.ctx = serve.context ?? (() => base);
+    this.map = new PathMap(fs, this.ctx, o.maxCachedPaths);
+    this.closed = new Promise((r) => { this.resolveClosed = r; });
+  }
+
+  stats(): MountStats {
+    return {
+      inFlight: this.inFlight, maxInFlight: this.maxInFlight, ops: { ...this.opCounts },
+      cachedPaths: this.map.size, openHandles: this.handles.size,
+    };
+  }
+
+  async start(): Promise<void> {
+    this.native = createNativeMount(this.mountpoint, this.ops(), this.optionString);
+    await this.native.mount();
+    live.add(this);
+    if (this.o.handleSignals) installGuards();
+    const m = await findMount(this.mountpoint);
+    this.mountId = m?.id;
+    this.watchTimer = setInterval(() => { void this.checkStillMounted(); }, 1000);
+    this.watchTimer.unref();
+  }
+
+  private async checkStillMounted(): Promise<void> {
+    if (this.unmounting || this.mountId === undefined) return;
+    const text = await readFile('/proc/self/mountinfo', 'utf8').catch(() => '');
+    if (!text.split('\n').some((l) => l.startsWith(`${this.mountId} `))) void this.unmount();
+  }
+
+  unmount(): Promise<void> {
+    this.unmounting ??= this.doUnmount();
+    return this.unmounting;
+  }
+
+  private async doUnmount(): Promise<void> {
+    if (this.watchTimer) clearInterval(this.watchTimer);
+    try {
+      await this.native.unmount();
+    } catch {
+      // Already unmounted from outside (fusermount fails): nothing more to detach.
+    }
+    live.delete(this);
+    removeGuards();
+    await this.drain(5000);
+    for (const [id, h] of [...this.handles]) {
+      this.handles.delete(id);
+      await (h.dir ? this.fs.releasedir(this.ctx(), h.entry.ino, h.fh) : this.fs.release(this.ctx(), h.entry.ino, h.fh)).catch(() => undefined);
+      this.map.unpin(h.entry);
+    }
+    await this.map.clear();
+    if (this.serve.destroyOnUnmount) await this.fs.destroy();
+    this.resolveClosed();
+  }
+
+  private drain(timeoutMs: number): Promise<void> {
+    if (this.inFlight === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const t = setTimeout(resolve, timeoutMs);
+      this.idle.push(() => { clearTimeout(t); resolve(); });
+    });
+  }
+
+  /** Run one request: count it, map its error to an errno, hand the result to `done`. */
+  private run<T>(op: string, path: string, work: () => Promise<T>, done: (code: number, value?: T) => void): void {
+    this.inFlight++;
+    if (this.inFlight > this.maxInFlight) this.maxInFlight = this.inFlight;
+    this.opCounts[op] = (this.opCounts[op] ?? 0) + 1;
+    work().then(
+      (v) => { this.finish(); done(0, v); },
+      (e: unknown) => { this.finish(); done(this.errnoOf(e, op, path)); },
+    );
+  }
+
+  private finish(): void {
+    this.inFlight--;
+    if (this.inFlight === 0 && this.idle.length) {
+      const w = this.idle; this.idle = [];
+      for (const f of w) f();
+    }
+  }
+
+  private errnoOf(e: unknown, op: string, path: string): number {
+    if (e instanceof FsError) return e.errno;
+    const fe = toFsError(e);
+    if (fe.code === 'EIO') {
+      if (this.o.onInternalError) this.o.onInternalError(e, op, path);
+      else process.stderr.write(`layerfs: ${op} ${path}: ${String((e as Error)?.stack ?? e)}\n`);
+    }
+    return fe.errno;
+  }
+
+  /** Resolve `path`, run `fn` on its inode, unpin. */
+  private async withIno<T>(path: string, fn: (ino: number, entry: PathEntry) => Promise<T>): Promise<T> {
+    const entry = await this.map.resolve(path);
+    try {
+      return await fn(entry.ino, entry);
+    } finally {
+      this.map.unpin(entry);
+    }
+  }
+
+  private handle(fd: number): OpenHandle {
+    const h = this.handles.get(fd);
+    if (!h) throw new FsError('EBADF');
+    return h;
+  }
+
+  private addHandle(entry: PathEntry, fh: number, dir: boolean): number {
+    let id = this.nextHandle++;
+    if (this.nextHandle > 0x7fffffff) this.nextHandle = 1;
+    while (this.handles.has(id)) id = this.nextHandle++;
+    this.handles.set(id, { entry: this.map.pin(entry), fh, dir });
+    return id;
+  }
+
+  private async listAll(path: string): Promise<{ names: string[]; stats: NativeStat[] }> {
+    return this.withIno(path, async (ino) => {
+      const ctx = this.ctx();
+      const dir = await this.fs.opendir(ctx, ino);
+      const names: string[] = [];
+      const stats: NativeStat[] = [];
+      try {
+        const self = await this.fs.getattr(ctx, ino);
+        names.push('.');
+        stats.push(nativeStat(self));
+        let parentAttr = self;
+        if (path !== '/') {
+          const pe = await this.map.resolve(splitPath(path).parent).catch(() => undefined);
+          if (pe) {
+            parentAttr = await this.fs.getattr(ctx, pe.ino).catch(() => self);
+            this.map.unpin(pe);
+          }
+        }
+        names.push('..');
+        stats.push(nativeStat(parentAttr));
+        let offset = 0;
+        for (;;) {
+          const batch: DirEntry[] = await this.fs.readdir(ctx, ino, dir.fh, offset, true);
+          if (batch.length === 0) break;
+          for (const d of batch) {
+            names.push(d.name);
+            const attr = d.attr ?? await this.fs.getattr(ctx, d.ino).catch(() => undefined);
+            stats.push(attr ? nativeStat(attr) : {
+              mode: 0, uid: 0, gid: 0, size: 0, dev: 0, nlink: 1, ino: d.ino, rdev: 0, blksize: 0, blocks: 0, atime: 0, mtime: 0, ctime: 0,
+            });
+          }
+          offset = batch[batch.length - 1]!.offset;
+        }
+      } finally {
+        await this.fs.releasedir(ctx, ino, dir.fh).catch(() => undefined);
+      }
+      return { names, stats };
+    });
+  }
+
+  private async setattr(path: string, changes: SetattrRequest, fd?: number): Promise<void> {
+    if (fd !== undefined && this.handles.has(fd)) {
+      const h = this.handle(fd);
+      await this.fs.setattr(this.ctx(), h.entry.ino, changes, h.fh);
+      return;
+    }
+    await this.withIno(path, (ino) => this.fs.setattr(this.ctx(), ino, changes));
+  }
+
+  private async createLike(path: string, make: (parentIno: number, name: string) => Promise<{ ino: number }>): Promise<PathEntry> {
+    const { parent, name } = splitPath(path);
+    const pe = await this.map.resolve(parent);
+    try {
+      const made = await make(pe.ino, name);
+      this.map.bump();
+      return this.map.adopt(path, made.ino);
+    } finally {
+      this.map.unpin(pe);
+    }
+  }
+
+  private ops(): NativeOps {
+    const fs = this.fs;
+    const ctx = this.ctx;
+    const run = this.run.bind(this);
+    const cbErr = (cb: (code: number) => void) => (code: number) => cb(code);
+    return {
+      init: (cb: (code: number) => void) => cb(0),
+      error: (cb: (code: number) => void) => cb(0),
+      access: (path: string, mode: number, cb: (c: number) => void) =>
+        run('access', path, () => this.withIno(path, (ino) => fs.access(ctx(), ino, mode)), cbErr(cb)),
+      statfs: (path: string, cb: (c: number, v?: unknown) => void) =>
+        run('statfs', path, () => this.withIno(path, (ino) => fs.statfs(ctx(), ino)), (c, s) => {
+          if (c) return cb(c);
+          cb(0, { bsize: s!.bsize, frsize: s!.frsize, blocks: s!.blocks, bfree: s!.bfree, bavail: s!.bavail, files: s!.files, ffree: s!.ffree, favail: s!.ffree, fsid: 0, flag: 0, namemax: s!.namemax });
+        }),
+      getattr: (path: string, cb: (c: number, v?: NativeStat) => void) =>
+        run('getattr', path, () => this.withIno(path, (ino) => fs.getattr(ctx(), ino)), (c, a) => (c ? cb(c) : cb(0, nativeStat(a!)))),
+      fgetattr: (path: string, fd: number, cb: (c: number, v?: NativeStat) => void) =>
+        run('fgetattr', path, async () => {
+          const h = this.handles.get(fd);
+          if (h) return fs.getattr(ctx(), h.entry.ino, h.dir ? undefined : h.fh);
+          return this.withIno(path, (ino) => fs.getattr(ctx(), ino));
+        }, (c, a) => (c ? cb(c) : cb(0, nativeStat(a!)))),
+      flush: (path: string, fd: number, cb: (c: number) => void) =>
+        run('flush', path, async () => { const h = this.handle(fd); await fs.flush(ctx(), h.entry.ino, h.fh); }, cbErr(cb)),
+      fsync: (path: string, datasync: number, fd: number, cb: (c: number) => void) =>
+        run('fsync', path, async () => { const h = this.handle(fd); await fs.fsync(ctx(), h.entry.ino, h.fh, !!datasync); }, cbErr(cb)),
+      fsyncdir: (path: string, datasync: number, fd: number, cb: (c: number) => void) =>
+        run('fsyncdir', path, async () => {
+          const h = this.handles.get(fd);
+          if (h) await fs.fsyncdir(ctx(), h.entry.ino, h.fh, !!datasync);
+        }, cbErr(cb)),
+      readdir: (path: string, cb: (c: number, names?: string[], stats?: NativeStat[]) => void) =>
+        run('readdir', path, () => this.listAll(path), (c, r) => (c ? cb(c) : cb(0, r!.names, r!.stats))),
+      truncate: (path: string, size: number, cb: (c: number) => void) =>
+        run('truncate', path, () => this.setattr(path, { size }), cbErr(cb)),
+      ftruncate: (path: string, fd: number, size: number, cb: (c: number) => void) =>
+        run('ftruncate', path, () => this.setattr(path, { size }, fd), cbErr(cb)),
+      utimens: (path: string, atime: number, mtime: number, cb: (c: number) => void) =>
+        run('utimens', path, () => {
+          const sa = atime === NATIVE_UTIME_SPECIAL_MS;
+          const sm = mtime === NATIVE_UTIME_SPECIAL_MS;
+          const now: Timespec = { sec: 0, nsec: UTIME_NOW };
+          const omit: Timespec = { sec: 0, nsec: UTIME_OMIT };
+          const changes: SetattrRequest = sa && sm
+            ? { atime: now, mtime: now }
+            : { atime: sa ? omit : timespecOfMs(atime), mtime: sm ? omit : timespecOfMs(mtime) };
+          return this.setattr(path, changes);
+        }, cbErr(cb)),
+      readlink: (path: string, cb: (c: number, v?: string) => void) =>
+        run('readlink', path, () => this.withIno(path, (ino) => fs.readlink(ctx(), ino)), (c, v) => (c ? cb(c) : cb(0, v))),
+      chown: (path: string, uid: number, gid: number, cb: (c: number) => void) =>
+        run('chown', path, () => {
+          const changes: SetattrRequest = {};
+          if (uid !== 0xffffffff) changes.uid = uid;
+          if (gid !== 0xffffffff) changes.gid = gid;
+          return this.setattr(path, changes);
+        }, cbErr(cb)),
+      chmod: (path: string, mode: number, cb: (c: number) => void) =>
+        run('chmod', path, () => this.setattr(path, { mode: mode & 0o7777 }), cbErr(cb)),
+      mknod: (path: string, mode: number, dev: number, cb: (c: number) => void) =>
+        run('mknod', path, async () => {
+          const e = await this.createLike(path, (p, n) => fs.mknod(ctx(), p, n, mode, dev));
+          this.map.unpin(e);
+        }, cbErr(cb)),
+      setxattr: (path: string, name: string, value: Buffer, _position: number, flags: number, cb: (c: number) => void) => {
+        const copy = Uint8Array.from(value);
+        run('setxattr', path, () => this.withIno(path, (ino) => fs.setxattr(ctx(), ino, name, copy, flags)), cbErr(cb));
+      },
+      getxattr: (path: string, name: string, _position: number, cb: (c: number, v?: Buffer) => void) =>
+        run('getxattr', path, () => this.withIno(path, (ino) => fs.getxattr(ctx(), ino, name)), (c, v) => (c ? cb(c) : cb(0, Buffer.from(v!)))),
+      listxattr: (path: string, cb: (c: number, v?: string[]) => void) =>
+        run('listxattr', path, () => this.withIno(path, (ino) => fs.listxattr(ctx(), ino)), (c, v) => (c ? cb(c) : cb(0, v))),
+      removexattr: (path: string, name: string, cb: (c: number) => void) =>
+        run('removexattr', path, () => this.withIno(path, (ino) => fs.removexattr(ctx(), ino, name)), cbErr(cb)),
+      open: (path: string, flags: number, cb: (c: number, fd?: number) => void) =>
+        run('open', path, () => this.withIno(path, async (ino, entry) => {
+          const r = await fs.open(ctx(), ino, flags & ~OpenFlags.O_CREAT & ~OpenFlags.O_EXCL & ~OpenFlags.O_TRUNC);
+          return this.addHandle(entry, r.fh, false);
+        }), (c, fd) => (c ? cb(c) : cb(0, fd))),
+      opendir: (path: string, _flags: number, cb: (c: number, fd?: number) => void) =>
+        run('opendir', path, () => this.withIno(path, async (ino, entry) => {
+          const r = await fs.opendir(ctx(), ino);
+          return this.addHandle(entry, r.fh, true);
+        }), (c, fd) => (c ? cb(c) : cb(0, fd))),
+      read: (path: string, fd: number, buf: Buffer, len: number, pos: number, cb: (n: number) => void) =>
+        run('read', path, async () => {
+          const h = this.handle(fd);
+          const data = await fs.read(ctx(), h.entry.ino, h.fh, len, pos);
+          const n = Math.min(len, data.length);
+          buf.set(data.subarray(0, n), 0);
+          return n;
+        }, (c, n) => cb(c || n!)),
+      write: (path: string, fd: number, buf: Buffer, len: number, pos: number, cb: (n: number) => void) => {
+        const data = Uint8Array.prototype.slice.call(buf, 0, len);
+        run('write', path, async () => {
+          const h = this.handle(fd);
+          return fs.write(ctx(), h.entry.ino, h.fh, data, pos);
+        }, (c, n) => cb(c || n!));
+      },
+      release: (path: string, fd: number, cb: (c: number) => void) =>
+        run('release', path, async () => {
+          const h = this.handles.get(fd);
+          if (!h) return;
+          this.handles.delete(fd);
+          try { await fs.release(ctx(), h.entry.ino, h.fh); } finally { this.map.unpin(h.entry); }
+        }, cbErr(cb)),
+      releasedir: (path: string, fd: number, cb: (c: number) => void) =>
+        run('releasedir', path, async () => {
+          const h = this.handles.get(fd);
+          if (!h) return;
+          this.handles.delete(fd);
+          try { await fs.releasedir(ctx(), h.entry.ino, h.fh); } finally { this.map.unpin(h.entry); }
+        }, cbErr(cb)),
+      create: (path: string, mode: number, cb: (c: number, fd?: number) => void) =>
+        run('create', path, async () => {
+          const { parent, name } = splitPath(path);
+          const pe = await this.map.resolve(parent);
+          try {
+            const r = await fs.create(ctx(), pe.ino, name, mode, OpenFlags.O_RDWR | OpenFlags.O_CREAT);
+            this.map.bump();
+            const entry = this.map.adopt(path, r.entry.ino);
+            const id = this.addHandle(entry, r.fh, false);
+            this.map.unpin(entry);
+            return id;
+          } finally {
+            this.map.unpin(pe);
+          }
+        }, (c, fd) => (c ? cb(c) : cb(0, fd))),
+      unlink: (path: string, cb: (c: number) => void) =>
+        run('unlink', path, async () => {
+          const { parent, name } = splitPath(path);
+          await this.withIno(parent, (p) => fs.unlink(ctx(), p, name));
+          this.map.drop(path);
+        }, cbErr(cb)),
+      rmdir: (path: string, cb: (c: number) => void) =>
+        run('rmdir', path, async () => {
+          const { parent, name } = splitPath(path);
+          await this.withIno(parent, (p) => fs.rmdir(ctx(), p, name));
+          this.map.drop(path);
+        }, cbErr(cb)),
+      rename: (src: string, dest: string, cb: (c: number) => void) =>
+        run('rename', src, async () => {
+          const a = splitPath(src);
+          const b = splitPath(dest);
+          const pa = await this.map.resolve(a.parent);
+          try {
+            const pb = await this.map.resolve(b.parent);
+            try {
+              this.map.bump();
+              await fs.rename(ctx(), pa.ino, a.name, pb.ino, b.name, 0);
+            } finally {
+              this.map.unpin(pb);
+            }
+          } finally {
+            this.map.unpin(pa);
+          }
+          this.map.move(src, dest);
+        }, cbErr(cb)),
+      link: (src: string, dest: string, cb: (c: number) => void) =>
+        run('link', dest, async () => {
+          const e = await this.withIno(src, (ino) => this.createLike(dest, (p, n) => fs.link(ctx(), ino, p, n)));
+          this.map.unpin(e);
+        }, cbErr(cb)),
+      symlink: (target: string, path: string, cb: (c: number) => void) =>
+        run('symlink', path, async () => {
+          const e = await this.createLike(path, (p, n) => fs.symlink(ctx(), p, n, target));
+          this.map.unpin(e);
+        }, cbErr(cb)),
+      mkdir: (path: string, mode: number, cb: (c: number) => void) =>
+        run('mkdir', path, async () => {
+          const e = await this.createLike(path, (p, n) => fs.mkdir(ctx(), p, n, mode));
+          this.map.unpin(e);
+        }, cbErr(cb)),
+    };
+  }
+}
+
+/**
+ * Mount `fs` on `mountpoint` (an existing empty directory) and serve it until `unmount()`.
+ * Resolves once the kernel can use the mount.
+ */
+export async function mount(fs: Filesystem, mountpoint: string, options: ServeOptions = {}): Promise<MountHandle> {
+  const o = resolveMountOptions(options);
+  const h = new MountHandleImpl(fs, mountpoint, o, options);
+  await h.start();
+  return h;
+}
+
+/** Every mount this process serves right now. */
+export function liveMounts(): readonly MountHandle[] {
+  return [...live];
+}

@@ -1,0 +1,124 @@
+/**
+ * Mount options of `@layerfs/fuse`: the typed `MountOptions` with their documented defaults,
+ * `resolveMountOptions()` that fills them, and `libfuseOptionString()`, the `-o` string
+ * handed to libfuse 2 (mount flags for the kernel, libfuse library options and low-level
+ * connection options in one list, as `fuse_main` accepts them).
+ */
+
+/** Options of `mount()`. Every field is optional; defaults are stated per field. */
+export interface MountOptions {
+  /** Let other users access the mount (`allow_other`; root only). Default: false. */
+  allowOther?: boolean;
+  /** Let the kernel check permissions from the mode bits (`default_permissions`). Default: true. */
+  defaultPermissions?: boolean;
+  /** Mount read-only (`ro`). Default: false. */
+  readOnly?: boolean;
+  /** Do not update access times (`noatime`). Default: false. */
+  noatime?: boolean;
+  /** The source name shown in /proc/mounts (`fsname=`). Default: `'layerfs'`. */
+  fsname?: string;
+  /** The subtype shown as `fuse.<subtype>` in /proc/mounts. Default: `'layerfs'`. */
+  subtype?: string;
+  /**
+   * Seconds the kernel caches name → inode lookups (`entry_timeout`). Default: 1. Every
+   * namespace change goes through the mount, which the kernel tracks itself.
+   */
+  entryTimeout?: number;
+  /**
+   * Seconds the kernel caches attributes (`attr_timeout`). Default: 0, because libfuse 2's
+   * path API gives every name of a hard link its own kernel inode: with caching, a change
+   * through one name would show late through the others.
+   */
+  attrTimeout?: number;
+  /** Seconds a failed lookup is cached (`negative_timeout`). Default: 0. */
+  negativeTimeout?: number;
+  /**
+   * Keep the kernel page cache across opens (`kernel_cache`). Default: false (the cache is
+   * dropped at each open, so data written through one hard-link name is seen through the
+   * others on the next open).
+   */
+  kernelCache?: boolean;
+  /** Largest write request in bytes (`max_write`, with `big_writes`). Default: 131072 (libfuse 2's maximum). */
+  maxWrite?: number;
+  /** Largest read request in bytes (`max_read`). Default: 131072. */
+  maxRead?: number;
+  /** Largest readahead in bytes (`max_readahead`). Default: 131072. */
+  maxReadahead?: number;
+  /** Pass the filesystem's inode numbers to the kernel (`use_ino`, `readdir_ino`). Default: true. */
+  useIno?: boolean;
+  /**
+   * Remove unlinked-but-open files at once (`hard_remove`) instead of libfuse's
+   * `.fuse_hidden*` renames. Default: false: with `hard_remove` libfuse 2 serves no more
+   * requests on such files (their path is gone), which breaks programs that keep using them.
+   */
+  hardRemove?: boolean;
+  /** libfuse debug output on stderr (`debug`). Default: false. */
+  debug?: boolean;
+  /** More libfuse options, appended verbatim (e.g. `['max_background=32']`). Default: none. */
+  extra?: readonly string[];
+  /**
+   * Entries the path → inode map keeps (each holds one lookup on the filesystem); the least
+   * recently used are forgotten beyond it. Default: 16384.
+   */
+  maxCachedPaths?: number;
+  /** Called with each error that is not an `FsError` (mapped to EIO). Default: write to stderr. */
+  onInternalError?: (err: unknown, op: string, path: string) => void;
+  /** Install SIGINT/SIGTERM/exit handlers that unmount. Default: true. */
+  handleSignals?: boolean;
+}
+
+/** `MountOptions` with every default filled in. */
+export type ResolvedMountOptions = Required<Omit<MountOptions, 'onInternalError'>> & Pick<MountOptions, 'onInternalError'>;
+
+/** Fill every default of `MountOptions`. */
+export function resolveMountOptions(o: MountOptions = {}): ResolvedMountOptions {
+  const r: ResolvedMountOptions = {
+    allowOther: o.allowOther ?? false,
+    defaultPermissions: o.defaultPermissions ?? true,
+    readOnly: o.readOnly ?? false,
+    noatime: o.noatime ?? false,
+    fsname: o.fsname ?? 'layerfs',
+    subtype: o.subtype ?? 'layerfs',
+    entryTimeout: o.entryTimeout ?? 1,
+    attrTimeout: o.attrTimeout ?? 0,
+    negativeTimeout: o.negativeTimeout ?? 0,
+    kernelCache: o.kernelCache ?? false,
+    maxWrite: o.maxWrite ?? 131072,
+    maxRead: o.maxRead ?? 131072,
+    maxReadahead: o.maxReadahead ?? 131072,
+    useIno: o.useIno ?? true,
+    hardRemove: o.hardRemove ?? false,
+    debug: o.debug ?? false,
+    extra: o.extra ?? [],
+    maxCachedPaths: o.maxCachedPaths ?? 16384,
+    handleSignals: o.handleSignals ?? true,
+  };
+  if (o.onInternalError) r.onInternalError = o.onInternalError;
+  return r;
+}
+
+/** Escape a value for libfuse's option parser (commas and backslashes). */
+function escapeOpt(v: string): string {
+  return v.replace(/\\/g, '\\\\').replace(/,/g, '\\,');
+}
+
+/** The libfuse 2 option string (without `-o`) for resolved options. */
+export function libfuseOptionString(o: ResolvedMountOptions): string {
+  const opts: string[] = [];
+  if (o.debug) opts.push('debug');
+  if (o.allowOther) opts.push('allow_other');
+  if (o.defaultPermissions) opts.push('default_permissions');
+  opts.push(o.readOnly ? 'ro' : 'rw');
+  if (o.noatime) opts.push('noatime');
+  opts.push(`fsname=${escapeOpt(o.fsname)}`);
+  if (o.subtype) opts.push(`subtype=${escapeOpt(o.subtype)}`);
+  if (o.useIno) opts.push('use_ino', 'readdir_ino');
+  opts.push(`entry_timeout=${o.entryTimeout}`, `attr_timeout=${o.attrTimeout}`, `negative_timeout=${o.negativeTimeout}`);
+  if (o.kernelCache) opts.push('kernel_cache');
+  opts.push('big_writes', `max_write=${o.maxWrite}`, `max_read=${o.maxRead}`, `max_readahead=${o.maxReadahead}`);
+  if (o.hardRemove) opts.push('hard_remove');
+  opts.push(...o.extra);
+  const s = opts.join(',');
+  if (s.length > 1000) throw new Error('libfuse option string longer than fuse-native accepts (1024 bytes)');
+  return s;
+}

@@ -1,0 +1,167 @@
+/**
+ * PathMap: the path → inode map of the path-based FUSE transport. libfuse 2's high-level API
+ * hands us paths; the core `Filesystem` speaks inodes and lookup counts. Each cached path
+ * holds exactly one lookup on its inode; the map is an LRU (lru-cache) bounded by
+ * `maxEntries`, and an entry it drops is forgotten (`forget(ino, 1)`) — unless an operation
+ * or an open file still pins it, in which case the forget waits for the last unpin. Renames,
+ * unlinks and rmdirs through the mount update the map (`move`, `drop`), and `clear` forgets
+ * everything, so after an unmount the filesystem's lookup counts are back to zero.
+ */
+import { LRUCache } from 'lru-cache';
+import { ROOT_INO, type Entry, type Filesystem, type RequestContext } from '@layerfs/core';
+
+/** One cached path: an inode with one lookup held. */
+export interface PathEntry {
+  /** The inode number. */
+  readonly ino: number;
+  /** Operations and open handles using the entry right now. */
+  pins: number;
+  /** Dropped from the map while pinned: forget when the last pin goes. */
+  evicted: boolean;
+  /** The entry is being moved to another key (its removal must not forget). */
+  moving: boolean;
+  /** Root: never forgotten. */
+  readonly root: boolean;
+}
+
+/** The path → inode map (see the module comment). */
+export class PathMap {
+  private readonly cache: LRUCache<string, PathEntry>;
+  private readonly rootEntry: PathEntry = { ino: ROOT_INO, pins: 0, evicted: false, moving: false, root: true };
+  private readonly inflight = new Map<string, Promise<PathEntry>>();
+  /** Bumped by every namespace change; a lookup that raced one is not cached. */
+  private epoch = 0;
+  private pendingForgets = new Set<Promise<void>>();
+
+  /** A map over `fs`, calling it with `ctx`, keeping at most `maxEntries` paths. */
+  constructor(private readonly fs: Filesystem, private readonly ctx: () => RequestContext, maxEntries: number) {
+    this.cache = new LRUCache<string, PathEntry>({
+      max: Math.max(16, maxEntries),
+      dispose: (entry) => this.release(entry),
+    });
+  }
+
+  /** Number of cached paths (each holds one lookup). */
+  get size(): number {
+    return this.cache.size;
+  }
+
+  private release(entry: PathEntry): void {
+    if (entry.moving) { entry.moving = false; return; }
+    if (entry.pins > 0) { entry.evicted = true; return; }
+    this.forget(entry);
+  }
+
+  private forget(entry: PathEntry): void {
+    if (entry.root) return;
+    const p = this.fs.forget(this.ctx(), entry.ino, 1).catch(() => undefined);
+    this.pendingForgets.add(p);
+    void p.finally(() => this.pendingForgets.delete(p));
+  }
+
+  /** Give back a pin taken by `resolve`/`insert`. */
+  unpin(entry: PathEntry): void {
+    entry.pins--;
+    if (entry.pins === 0 && entry.evicted) { entry.evicted = false; this.forget(entry); }
+  }
+
+  /** Take one more pin on an entry (for an open handle). */
+  pin(entry: PathEntry): PathEntry {
+    entry.pins++;
+    return entry;
+  }
+
+  /** The pinned entry of `path` ('/'-separated, absolute), looking names up as needed. */
+  async resolve(path: string): Promise<PathEntry> {
+    if (path === '/' || path === '') return this.pin(this.rootEntry);
+    const hit = this.cache.get(path);
+    if (hit) return this.pin(hit);
+    const running = this.inflight.get(path);
+    if (running) {
+      const e = await running.catch(() => undefined);
+      if (e && !e.evicted && this.cache.get(path) === e) return this.pin(e);
+    }
+    const p = this.lookupPath(path);
+    this.inflight.set(path, p);
+    try {
+      const e = await p;
+      return e;
+    } finally {
+      if (this.inflight.get(path) === p) this.inflight.delete(path);
+    }
+  }
+
+  private async lookupPath(path: string): Promise<PathEntry> {
+    const cut = path.lastIndexOf('/');
+    const parentPath = cut <= 0 ? '/' : path.slice(0, cut);
+    const name = path.slice(cut + 1);
+    const start = this.epoch;
+    const parent = await this.resolve(parentPath);
+    let entry: Entry;
+    try {
+      entry = await this.fs.lookup(this.ctx(), parent.ino, name);
+    } finally {
+      this.unpin(parent);
+    }
+    return this.adopt(path, entry.ino, start);
+  }
+
+  /**
+   * Put an inode on which the caller took one lookup (a lookup, create, mkdir …) under
+   * `path`; returns the pinned entry. When the namespace changed since `epoch` (default: now)
+   * the entry is not cached and is forgotten at its last unpin.
+   */
+  adopt(path: string, ino: number, epoch = this.epoch): PathEntry {
+    const existing = this.cache.get(path);
+    if (existing && existing.ino === ino) {
+      this.forget({ ino, pins: 0, evicted: false, moving: false, root: false });
+      return this.pin(existing);
+    }
+    const fresh: PathEntry = { ino, pins: 1, evicted: false, moving: false, root: false };
+    if (epoch !== this.epoch) { fresh.evicted = true; return fresh; }
+    this.cache.set(path, fresh);
+    return fresh;
+  }
+
+  /** The namespace changed: lookups running now must not be cached. */
+  bump(): void {
+    this.epoch++;
+  }
+
+  /** Forget `path` and everything cached below it (after unlink, rmdir, or being replaced). */
+  drop(path: string): void {
+    this.bump();
+    this.cache.delete(path);
+    const prefix = `${path}/`;
+    for (const k of [...this.cache.keys()]) if (k.startsWith(prefix)) this.cache.delete(k);
+  }
+
+  /** `from` (and everything below it) is now named `to`; what `to` named before is dropped. */
+  move(from: string, to: string): void {
+    this.drop(to);
+    const moves: Array<[string, PathEntry]> = [];
+    const prefix = `${from}/`;
+    for (const [k, v] of this.cache.entries()) {
+      if (k === from) moves.push([to, v]);
+      else if (k.startsWith(prefix)) moves.push([to + k.slice(from.length), v]);
+    }
+    const fromKeys = [from, ...[...this.cache.keys()].filter((k) => k.startsWith(prefix))];
+    for (const k of fromKeys) {
+      const v = this.cache.peek(k);
+      if (v) { v.moving = true; this.cache.delete(k); }
+    }
+    for (const [k, v] of moves) this.cache.set(k, v);
+  }
+
+  /** Forget every cached path (at unmount); waits for the forgets to finish. */
+  async clear(): Promise<void> {
+    this.bump();
+    this.cache.clear();
+    await Promise.all([...this.pendingForgets]);
+  }
+
+  /** Wait for forgets started so far. */
+  async settle(): Promise<void> {
+    await Promise.all([...this.pendingForgets]);
+  }
+}
