@@ -4,8 +4,8 @@
 // Runs fcRuns(200) cases each; LAYERFS_FC_RUNS=5000 makes a nightly-size run.
 import fc from 'fast-check';
 import { describe, it } from 'vitest';
-import { InodeTable } from '@layerfs/core';
-import { MemoryLayer, checkInodeTable, fcRuns, runModel } from '../src/index.js';
+import { InodeTable, ROOT_CONTEXT } from '@layerfs/core';
+import { FsModel, MemoryLayer, checkInodeTable, dump, fcRuns, fsCommands, runModel, type ModelReal } from '../src/index.js';
 
 type TableOp = { op: 'acquire'; key: string } | { op: 'forget'; key: string; n: number } | { op: 'forgetUnknown'; ino: number };
 
@@ -60,5 +60,26 @@ describe('MemoryLayer model-based properties', () => {
 
   it('agrees with the reference model in an OCI-format layer (non-marker names)', async () => {
     await runModel(() => new MemoryLayer({ whiteoutFormat: 'oci' }), { names: ['a', 'b', 'wh'], numRuns: fcRuns(200) });
+  });
+});
+
+describe('MemoryLayer snapshots', () => {
+  it('a snapshot is unaffected by later changes, and a layer seeded from it dumps the same tree', async () => {
+    const seq = fsCommands({ maxCommands: 25 });
+    await fc.assert(fc.asyncProperty(seq, seq, async (before, after) => {
+      const fs = new MemoryLayer();
+      const real: ModelReal = { fs, ctx: ROOT_CONTEXT, held: [] };
+      const model = new FsModel();
+      await fc.asyncModelRun(() => ({ model, real }), before);
+      for (const h of real.held.splice(0)) await fs.forget(ROOT_CONTEXT, h.ino, 1);
+      model.state = { ...model.state, held: [] };
+      const snap = fs.snapshot();
+      const expected = await dump(fs, { owners: true });
+      await fc.asyncModelRun(() => ({ model, real }), after);
+      for (const h of real.held.splice(0)) await fs.forget(ROOT_CONTEXT, h.ino, 1);
+      const seeded = MemoryLayer.fromSnapshot(snap, { writable: false });
+      if (JSON.stringify(await dump(seeded, { owners: true })) !== JSON.stringify(expected)) throw new Error('snapshot changed after later operations');
+      if (seeded.liveInodes() !== 1 || fs.liveInodes() !== 1) throw new Error('lookups leaked');
+    }), { numRuns: fcRuns(200) });
   });
 });
