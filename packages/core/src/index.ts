@@ -11,4 +11,5 @@ export * from './inode-table.js';
 export * from './volume-args.js';
 export * from './stats.js';
 export * from './file-handle.js';
+export * from './volume-streams.js';
 export * from './volume.js';

@@ -2,6 +2,8 @@
 // path resolution (relative paths, `.`/`..`, symlinks, ELOOP, trailing slashes), Node's error
 // shapes, lookup bookkeeping (every lookup forgotten; an open handle holds one), chunked I/O,
 // FileHandle semantics, stats with nanosecond times, xattrs, flags.
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { describe, expect, it } from 'vitest';
 import { FsError } from './errors.js';
 import { FilesystemBase } from './filesystem.js';
@@ -393,6 +395,20 @@ describe('Volume I/O and FileHandle', () => {
     await vol.rm('/gone', { force: true });
     expect((await failure(vol.rm('/gone'))).syscall).toBe('lstat');
     expect(fs.liveInodes()).toBe(1);
+  });
+
+  it('streams a byte range out and data in, closing the handle at the end', async () => {
+    const { fs, vol } = setup();
+    const out = vol.createWriteStream('/s', { highWaterMark: 4 });
+    await pipeline(Readable.from(['abc', 'def', 'ghij']), out);
+    expect(await vol.readFile('/s', 'utf8')).toBe('abcdefghij');
+    const parts: string[] = [];
+    for await (const chunk of vol.createReadStream('/s', { start: 2, end: 7, highWaterMark: 4, encoding: 'utf8' })) parts.push(chunk as string);
+    expect(parts).toEqual(['cdef', 'gh']);
+    const failed = await new Promise<unknown>((resolve) => vol.createReadStream('/nope').on('error', resolve));
+    expect((failed as FsError).code).toBe('ENOENT');
+    expect(fs.liveInodes()).toBe(1);
+    expect(fs.handles.size).toBe(0);
   });
 
   it('lists directories across several readdir pages, with Dirents', async () => {

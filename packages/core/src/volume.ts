@@ -7,15 +7,17 @@
  * directory), and every lookup a call takes is forgotten before it returns — an open
  * `FileHandle` keeps one until it is closed. Errors are `FsError`s with the code, syscall
  * name, `path` and `dest` that `node:fs` gives for the same case. Byte I/O lives in
- * `FileHandle`; `readFile`, `writeFile`, `truncate` and `copyFile` go through it.
+ * `FileHandle`; `readFile`, `writeFile`, `truncate`, `copyFile` and the streams go through it.
  */
 import { posix } from 'node:path';
+import type { Readable, Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { FsError, isFsError, toFsError, type FsErrorContext } from './errors.js';
 import { FileHandle, ownerChange } from './file-handle.js';
 import { ROOT_INO, type Filesystem } from './filesystem.js';
 import { PATH_MAX } from './names.js';
 import { BigIntStats, Dirent, Stats } from './stats.js';
+import { readStreamOf, writeStreamOf, type ReadStreamOptions, type WriteStreamOptions } from './volume-streams.js';
 import {
   AccessMode, OpenFlags, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, processContext,
   type Attr, type DirEntry, type Entry, type RequestContext, type SetattrRequest,
@@ -235,6 +237,16 @@ export class Volume {
         await from.close();
       }
     });
+  }
+
+  /** A Readable of a file's bytes (Node's options: flags, start, end inclusive, highWaterMark, encoding). */
+  createReadStream(path: PathLike, options: ReadStreamOptions = {}): Readable {
+    return readStreamOf(() => this.open(path, options.flags ?? 'r'), options);
+  }
+
+  /** A Writable into a file (Node's options: flags default 'w', mode, start, highWaterMark). */
+  createWriteStream(path: PathLike, options: WriteStreamOptions = {}): Writable {
+    return writeStreamOf(() => this.open(path, options.flags ?? 'w', options.mode ?? 0o666), options);
   }
 
   // ---- metadata -------------------------------------------------------------------------
