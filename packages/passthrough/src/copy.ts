@@ -1,0 +1,104 @@
+/**
+ * File data copy between two open descriptors for clone copy-up: first a clone
+ * (`fs.copyFile(…, COPYFILE_FICLONE_FORCE)`: FICLONE reflink on Linux, clonefile on APFS),
+ * else a streamed copy that keeps holes: data segments found with SEEK_DATA/SEEK_HOLE are
+ * copied with `copy_file_range` (read/write where that is refused), holes are left as holes,
+ * and the size is set last. Both descriptors are addressed through `/proc/self/fd/N` on Linux,
+ * so the copy reaches exactly the inodes the layer resolved, whatever their path length.
+ */
+import { constants, promises as fsp, fstatSync, ftruncateSync, readSync, writeSync } from 'node:fs';
+import { FsError, toFsError } from '@layerfs/core';
+import { copyFileRange, lseek } from './libc.js';
+
+const SEEK_DATA = 3;
+const SEEK_HOLE = 4;
+const CHUNK = 8 << 20;
+
+/** How `copyData` copied: by cloning extents, or by streaming the data segments. */
+export type CopyMethod = 'clone' | 'stream';
+
+function fdPath(fd: number): string {
+  return process.platform === 'darwin' ? `/dev/fd/${fd}` : `/proc/self/fd/${fd}`;
+}
+
+const yieldLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+/**
+ * Replace the data of the file open as `dstFd` (writable) with the data of `srcFd`. Keeps
+ * the destination's mode (a clone through libuv would copy the source's). Returns how.
+ */
+export async function copyData(srcFd: number, dstFd: number, options: { allowClone?: boolean } = {}): Promise<CopyMethod> {
+  const dstMode = fstatSync(dstFd).mode & 0o7777;
+  if (options.allowClone ?? true) {
+    try {
+      await fsp.copyFile(fdPath(srcFd), fdPath(dstFd), constants.COPYFILE_FICLONE_FORCE);
+      const after = fstatSync(dstFd).mode & 0o7777;
+      if (after !== dstMode) await fsp.chmod(fdPath(dstFd), dstMode);
+      return 'clone';
+    } catch (e) {
+      const code = (e as { code?: string }).code;
+      if (code !== 'ENOTSUP' && code !== 'EOPNOTSUPP' && code !== 'EXDEV' && code !== 'EINVAL' && code !== 'ENOSYS' && code !== 'ETXTBSY') {
+        throw toFsError(e, { syscall: 'copyfile' });
+      }
+    }
+  }
+  await streamSparse(srcFd, dstFd);
+  return 'stream';
+}
+
+/** Copy the data segments of `srcFd` into `dstFd` at the same offsets; holes stay holes. */
+export async function streamSparse(srcFd: number, dstFd: number): Promise<void> {
+  const size = fstatSync(srcFd).size;
+  ftruncateSync(dstFd, 0);
+  let off = 0;
+  let useRange = true;
+  let seekable = true;
+  const buf = Buffer.allocUnsafe(Math.min(CHUNK, Math.max(size, 1)));
+  while (off < size) {
+    let dataStart = off;
+    let dataEnd = size;
+    if (seekable) {
+      try {
+        dataStart = lseek(srcFd, off, SEEK_DATA);
+        dataEnd = lseek(srcFd, dataStart, SEEK_HOLE);
+      } catch (e) {
+        if (e instanceof FsError && e.code === 'ENXIO') break;
+        if (e instanceof FsError && (e.code === 'EINVAL' || e.code === 'ENOSYS' || e.code === 'EOPNOTSUPP')) {
+          seekable = false;
+          dataStart = off;
+          dataEnd = size;
+        } else {
+          throw e;
+        }
+      }
+    }
+    let pos = dataStart;
+    while (pos < dataEnd) {
+      const want = Math.min(CHUNK, dataEnd - pos);
+      let n = 0;
+      if (useRange) {
+        try {
+          n = copyFileRange(srcFd, pos, dstFd, pos, want, 0);
+        } catch (e) {
+          if (e instanceof FsError && (e.code === 'EXDEV' || e.code === 'EINVAL' || e.code === 'ENOSYS' || e.code === 'EOPNOTSUPP' || e.code === 'EBADF')) {
+            useRange = false;
+          } else {
+            throw e;
+          }
+        }
+      }
+      if (!useRange) {
+        const r = readSync(srcFd, buf, 0, want, pos);
+        let w = 0;
+        while (w < r) w += writeSync(dstFd, buf, w, r - w, pos + w);
+        n = r;
+      }
+      if (n === 0) { dataEnd = pos; break; }
+      pos += n;
+      if (pos < dataEnd) await yieldLoop();
+    }
+    off = Math.max(dataEnd, off + 1);
+    await yieldLoop();
+  }
+  ftruncateSync(dstFd, size);
+}

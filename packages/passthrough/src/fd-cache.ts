@@ -1,0 +1,101 @@
+/**
+ * Descriptor budget: `raiseNofileLimit` lifts the soft RLIMIT_NOFILE toward the hard limit
+ * (once per process), and `DirFdCache` is the `lru-cache` of directory descriptors a layer
+ * keeps, keyed by the directory's path below the layer root and sized from that limit. An
+ * evicted descriptor is closed at once and reopened on demand by the layer.
+ */
+import { closeSync } from 'node:fs';
+import { LRUCache } from 'lru-cache';
+import { RLIMIT_NOFILE, getrlimit, setrlimit } from './libc.js';
+
+let raised: { soft: number; hard: number } | undefined;
+
+/**
+ * Raise the soft RLIMIT_NOFILE as far as the hard limit allows (at most 1,048,576); returns
+ * the limits in force afterwards. Done once per process; later calls return the first result.
+ */
+export function raiseNofileLimit(): { soft: number; hard: number } {
+  if (raised) return raised;
+  let lim: { soft: number; hard: number };
+  try {
+    lim = getrlimit(RLIMIT_NOFILE);
+  } catch {
+    raised = { soft: 1024, hard: 1024 };
+    return raised;
+  }
+  const want = Math.min(lim.hard, 1 << 20);
+  if (lim.soft < want) {
+    try {
+      setrlimit(RLIMIT_NOFILE, { soft: want, hard: lim.hard });
+      lim = { soft: want, hard: lim.hard };
+    } catch {
+      // Not allowed: keep the current soft limit.
+    }
+  }
+  raised = lim;
+  return raised;
+}
+
+/** The LRU size a layer uses when none is given: half the soft limit less 64, in [8, 16384]. */
+export function defaultMaxOpenFds(): number {
+  const { soft } = raiseNofileLimit();
+  const n = Math.floor((Math.min(soft, 1 << 20) - 64) / 2);
+  return Math.max(8, Math.min(16384, n));
+}
+
+/** Directory descriptors by path below the layer root, closed when evicted. */
+export class DirFdCache {
+  private readonly lru: LRUCache<string, number>;
+  /** Descriptors opened over the cache's life (for tests and statistics). */
+  opened = 0;
+  /** Descriptors closed by eviction over the cache's life. */
+  evicted = 0;
+
+  /** A cache holding at most `max` descriptors. */
+  constructor(max: number) {
+    this.lru = new LRUCache<string, number>({
+      max,
+      dispose: (fd, _key, reason) => {
+        if (reason === 'evict') this.evicted++;
+        try { closeSync(fd); } catch { /* already closed */ }
+      },
+    });
+  }
+
+  /** The cached descriptor for `path` (marks it recently used). */
+  get(path: string): number | undefined {
+    return this.lru.get(path);
+  }
+
+  /** Cache `fd` for `path` (closing any descriptor it replaces). */
+  set(path: string, fd: number): void {
+    this.opened++;
+    this.lru.set(path, fd);
+  }
+
+  /** Close and forget the descriptor of `path`. */
+  delete(path: string): void {
+    this.lru.delete(path);
+  }
+
+  /** Close and forget the descriptors of `path` and of every path below it. */
+  deleteTree(path: string): void {
+    const prefix = path + '/';
+    for (const k of [...this.lru.keys()]) if (k === path || k.startsWith(prefix)) this.lru.delete(k);
+  }
+
+  /** Number of descriptors held. */
+  get size(): number {
+    return this.lru.size;
+  }
+
+  /** The most descriptors held at once. */
+  get max(): number {
+    return this.lru.max;
+  }
+
+  /** Close everything. */
+  clear(): void {
+    this.lru.clear();
+  }
+}
