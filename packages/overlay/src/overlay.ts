@@ -514,12 +514,12 @@ export class OverlayFs implements Filesystem {
   // ---------------------------------------------------------------- copy-up
 
   /** Make sure `n` exists in the upper layer (parents first). Caller holds the ns mutex. */
-  private async copyUp(n: OvlNode, withData = true): Promise<void> {
+  private async copyUp(n: OvlNode, withData = true, at?: { parent: OvlNode; name: string }): Promise<void> {
     if (n.upper) return;
     this.requireUpper();
     if (n.copying) return n.copying;
     const p = (async () => {
-      const where = this.liveName(n);
+      const where = at ?? this.liveName(n);
       if (!where) throw fsErr('ENOENT', 'the object has no name left to copy up to');
       await this.copyUp(where.parent);
       await this.copyUpOne(n, where.parent, where.name, withData);
@@ -591,11 +591,31 @@ export class OverlayFs implements Filesystem {
         this.upperKeys.set(n.upper.attrIno, key);
         this.table.rekey(n.ino, key);
         n.key = key;
+        this.breakLinks(n, parent, name);
       } else {
         this.upperKeys.set(n.upper.attrIno, n.key);
       }
     }
     this.invalidate(parent);
+  }
+
+  /**
+   * After the copy-up of one name of a lower hard link: that name is the node's only name;
+   * the other names are forgotten here and looked up afresh (the lower object, a new inode).
+   */
+  private breakLinks(n: OvlNode, p: OvlNode, name: string): void {
+    for (const a of n.aliases) if (a.parent.children.get(a.name) === n) a.parent.children.delete(a.name);
+    n.aliases = [];
+    const old = n.parent;
+    if (old !== p || n.name !== name) {
+      if (old && old.children.get(n.name) === n) old.children.delete(n.name);
+      this.ref(p);
+      n.parent = p;
+      n.name = name;
+      if (old) void this.unref(old).catch(() => undefined);
+    }
+    p.children.set(name, n);
+    n.removed = false;
   }
 
   /** Copy file data from `src` into upper file `dst` (open as `fh`): clone first, else stream keeping holes. */
@@ -1066,7 +1086,9 @@ export class OverlayFs implements Filesystem {
       if (target && target.type === 'directory' && this.isAncestor(target, p)) {
         throw fsErr(exchange ? 'EINVAL' : 'ENOTEMPTY');
       }
-      if (target === old) return;
+      // Names of one lower hard link are one overlay inode here, but distinct inodes for the
+      // kernel (index=off), whose rename of one onto the other is a real rename.
+      if (target === old && (old.upper || old.type === 'directory' || (p === np && name === newname))) return;
       // vfs_rename's order: may_delete(old), may_create/may_delete(new) with its type checks.
       await this.check(ctx, p, AccessMode.W_OK | AccessMode.X_OK);
       if (this.checkPerms) checkSticky(await this.realAttr(p), await this.realAttr(old), ctx);
@@ -1094,6 +1116,11 @@ export class OverlayFs implements Filesystem {
     up: Layer, p: OvlNode, name: string, old: OvlNode, np: OvlNode, newname: string,
     target: OvlNode | undefined, exchange: boolean,
   ): Promise<void> {
+    if (target === old) {
+      await this.copyUp(p);
+      await this.copyUp(old, true, { parent: p, name });
+      target = undefined;
+    }
     if (p.children.get(name) !== old) throw fsErr('ENOENT');
     if ((np.children.get(newname) ?? undefined) !== target && target) throw fsErr('ENOENT');
     let targetWhiteouts: string[] = [];
