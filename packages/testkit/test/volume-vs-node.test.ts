@@ -6,7 +6,8 @@
 // the Volume gets the same uid/gid), so the kernel's permission errors are compared too.
 //
 // Safety: nothing generated can leave the temp dir on the host. Paths have no `..`, symlink
-// targets are either absolute (mapped into the temp dir on the host) or relative without `..`.
+// targets are either absolute (mapped into the temp dir on the host) or relative without `..`;
+// the `..` property uses relative targets only and rewrites a root-level `..` (see hostForm).
 // Runs: 200 by default; LAYERFS_FC_RUNS raises it (the nightly size is 2000).
 import { afterAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
@@ -68,56 +69,99 @@ const pathArb = fc.tuple(
   fc.array(fc.oneof({ weight: 8, arbitrary: name }, { weight: 1, arbitrary: fc.constant('.') }), { minLength: 1, maxLength: 3 }),
   fc.constantFrom('', '', '', '', '', '', '', '/'),
 ).map(([parts, slash]) => `/${parts.join('/')}${slash}`);
-const targetArb = fc.oneof(
-  pathArb,
-  fc.array(name, { minLength: 1, maxLength: 2 }).map((p) => p.join('/')),
-);
+const relativeTargetArb = fc.array(name, { minLength: 1, maxLength: 2 }).map((p) => p.join('/'));
 const dataArb = fc.constantFrom('', 'x', 'hello', 'abcdefgh');
 const modeArb = fc.constantFrom(undefined, 0o755, 0o600, 0o444);
 const { O_RDONLY, O_RDWR, O_CREAT, O_NOFOLLOW, O_DIRECTORY } = OpenFlags;
 
-const opArb: fc.Arbitrary<Op> = fc.oneof(
-  { weight: 4, arbitrary: fc.record({ op: fc.constant('mkdir' as const), path: pathArb, recursive: fc.boolean(), mode: modeArb }) },
-  {
-    weight: 4,
-    arbitrary: fc.record({
-      op: fc.constant('writeFile' as const), path: pathArb, data: dataArb,
-      flag: fc.constantFrom('w' as const, 'wx' as const, 'a' as const), mode: modeArb,
+/** Operations on paths from `pathArb`, making symlinks to targets from `targetArb`. */
+function opsOf(pathArb: fc.Arbitrary<string>, targetArb: fc.Arbitrary<string>): fc.Arbitrary<Op> {
+  return fc.oneof(
+    { weight: 4, arbitrary: fc.record({ op: fc.constant('mkdir' as const), path: pathArb, recursive: fc.boolean(), mode: modeArb }) },
+    {
+      weight: 4,
+      arbitrary: fc.record({
+        op: fc.constant('writeFile' as const), path: pathArb, data: dataArb,
+        flag: fc.constantFrom('w' as const, 'wx' as const, 'a' as const), mode: modeArb,
+      }),
+    },
+    fc.record({ op: fc.constant('appendFile' as const), path: pathArb, data: dataArb }),
+    { weight: 2, arbitrary: fc.record({ op: fc.constant('readFile' as const), path: pathArb }) },
+    { weight: 2, arbitrary: fc.record({ op: fc.constant('readdir' as const), path: pathArb, withFileTypes: fc.boolean() }) },
+    { weight: 2, arbitrary: fc.record({ op: fc.constant('rename' as const), path: pathArb, dest: pathArb }) },
+    fc.record({ op: fc.constant('unlink' as const), path: pathArb }),
+    fc.record({ op: fc.constant('rmdir' as const), path: pathArb }),
+    fc.record({ op: fc.constant('rm' as const), path: pathArb, recursive: fc.boolean(), force: fc.boolean() }),
+    { weight: 2, arbitrary: fc.record({ op: fc.constant('symlink' as const), target: targetArb, path: pathArb }) },
+    fc.record({ op: fc.constant('readlink' as const), path: pathArb }),
+    fc.record({ op: fc.constant('link' as const), path: pathArb, dest: pathArb }),
+    fc.record({ op: fc.constant('chmod' as const), path: pathArb, mode: fc.constantFrom(0o755, 0o644, 0o700, 0o600, 0o000, 0o777) }),
+    fc.record({ op: fc.constant('truncate' as const), path: pathArb, len: fc.constantFrom(0, 2, 10) }),
+    { weight: 3, arbitrary: fc.record({ op: fc.constant('stat' as const), path: pathArb, follow: fc.boolean() }) },
+    fc.record({
+      op: fc.constant('utimes' as const), path: pathArb,
+      atime: fc.integer({ min: 0, max: 2_000_000_000_000 }).map((n) => n / 1000),
+      mtime: fc.integer({ min: 0, max: 2_000_000_000_000 }).map((n) => n / 1000),
+      follow: fc.boolean(),
     }),
-  },
-  fc.record({ op: fc.constant('appendFile' as const), path: pathArb, data: dataArb }),
-  { weight: 2, arbitrary: fc.record({ op: fc.constant('readFile' as const), path: pathArb }) },
-  { weight: 2, arbitrary: fc.record({ op: fc.constant('readdir' as const), path: pathArb, withFileTypes: fc.boolean() }) },
-  { weight: 2, arbitrary: fc.record({ op: fc.constant('rename' as const), path: pathArb, dest: pathArb }) },
-  fc.record({ op: fc.constant('unlink' as const), path: pathArb }),
-  fc.record({ op: fc.constant('rmdir' as const), path: pathArb }),
-  fc.record({ op: fc.constant('rm' as const), path: pathArb, recursive: fc.boolean(), force: fc.boolean() }),
-  { weight: 2, arbitrary: fc.record({ op: fc.constant('symlink' as const), target: targetArb, path: pathArb }) },
-  fc.record({ op: fc.constant('readlink' as const), path: pathArb }),
-  fc.record({ op: fc.constant('link' as const), path: pathArb, dest: pathArb }),
-  fc.record({ op: fc.constant('chmod' as const), path: pathArb, mode: fc.constantFrom(0o755, 0o644, 0o700, 0o600, 0o000, 0o777) }),
-  fc.record({ op: fc.constant('truncate' as const), path: pathArb, len: fc.constantFrom(0, 2, 10) }),
-  { weight: 3, arbitrary: fc.record({ op: fc.constant('stat' as const), path: pathArb, follow: fc.boolean() }) },
-  fc.record({
-    op: fc.constant('utimes' as const), path: pathArb,
-    atime: fc.integer({ min: 0, max: 2_000_000_000_000 }).map((n) => n / 1000),
-    mtime: fc.integer({ min: 0, max: 2_000_000_000_000 }).map((n) => n / 1000),
-    follow: fc.boolean(),
-  }),
-  fc.record({
-    op: fc.constant('chown' as const), path: pathArb, uid: fc.constantFrom(-1, 0, 1000), gid: fc.constantFrom(-1, 0, 1000),
-    follow: fc.boolean(),
-  }),
-  fc.record({ op: fc.constant('realpath' as const), path: pathArb }),
-  fc.record({ op: fc.constant('access' as const), path: pathArb, mode: fc.constantFrom(0, 1, 2, 4, 7) }),
-  fc.record({ op: fc.constant('copyFile' as const), path: pathArb, dest: pathArb, excl: fc.boolean() }),
-  fc.record({
-    op: fc.constant('handle' as const), path: pathArb,
-    flags: fc.constantFrom<string | number>(
-      'r', 'r+', 'w+', 'a', 'a+', 'wx', O_RDONLY | O_NOFOLLOW, O_RDONLY | O_DIRECTORY, O_RDWR | O_CREAT | O_NOFOLLOW,
-    ),
-    data: dataArb, position: fc.constantFrom(null, 0, 3), len: fc.constantFrom(0, 1, 20),
-  }),
+    fc.record({
+      op: fc.constant('chown' as const), path: pathArb, uid: fc.constantFrom(-1, 0, 1000), gid: fc.constantFrom(-1, 0, 1000),
+      follow: fc.boolean(),
+    }),
+    fc.record({ op: fc.constant('realpath' as const), path: pathArb }),
+    fc.record({ op: fc.constant('access' as const), path: pathArb, mode: fc.constantFrom(0, 1, 2, 4, 7) }),
+    fc.record({ op: fc.constant('copyFile' as const), path: pathArb, dest: pathArb, excl: fc.boolean() }),
+    fc.record({
+      op: fc.constant('handle' as const), path: pathArb,
+      flags: fc.constantFrom<string | number>(
+        'r', 'r+', 'w+', 'a', 'a+', 'wx', O_RDONLY | O_NOFOLLOW, O_RDONLY | O_DIRECTORY, O_RDWR | O_CREAT | O_NOFOLLOW,
+      ),
+      data: dataArb, position: fc.constantFrom(null, 0, 3), len: fc.constantFrom(0, 1, 20),
+    }),
+  );
+}
+
+/** Plain absolute paths (no `..`), and symlink targets absolute or relative. */
+const opArb = opsOf(pathArb, fc.oneof(pathArb, relativeTargetArb));
+
+/**
+ * The lexical depth reached before each component; a path is usable when `..` is never the
+ * last component at depth 0 (there the volume's "stays at the root" and the host's rewrite
+ * below would differ: rmdir of `..` vs of `.`).
+ */
+function dotdotUsable(parts: string[]): boolean {
+  let depth = 0;
+  for (const [i, c] of parts.entries()) {
+    if (c === '..' && depth === 0 && i === parts.length - 1) return false;
+    depth = c === '..' ? Math.max(0, depth - 1) : c === '.' ? depth : depth + 1;
+  }
+  return true;
+}
+
+/**
+ * The host form of a volume path: `..` at lexical depth 0 becomes `./` (same length, and the
+ * same meaning as the volume's root-clamped `..`). With only relative symlink targets free of
+ * `..`, every object's physical depth is at least its lexical depth, so this keeps every host
+ * call inside the temp dir.
+ */
+function hostForm(path: string): string {
+  let depth = 0;
+  return path.split('/').map((c) => {
+    if (c === '' || c === '.') return c;
+    if (c !== '..') { depth++; return c; }
+    if (depth === 0) return './';
+    depth--;
+    return c;
+  }).join('/');
+}
+
+/** Paths with `.` and `..` components, and relative symlink targets only (see `hostForm`). */
+const dotdotOpArb = opsOf(
+  fc.tuple(
+    fc.array(fc.oneof({ weight: 6, arbitrary: name }, { weight: 1, arbitrary: fc.constant('.') }, { weight: 3, arbitrary: fc.constant('..') }), { minLength: 1, maxLength: 4 }),
+    fc.constantFrom('', '', '', '/'),
+  ).filter(([parts]) => dotdotUsable(parts)).map(([parts, slash]) => `/${parts.join('/')}${slash}`),
+  relativeTargetArb,
 );
 
 function typeOf(mode: number): FileType {
@@ -199,11 +243,18 @@ let hostRoot = '';
 let hostReal = '';
 
 /** Strip the host temp dir from a path the host returned (readlink, realpath). */
+/** (host form, volume path) of every path the current operation gave the host. */
+const hostForms: Array<[string, string]> = [];
+
+/** A host path (readlink, realpath, error path, mkdir result) as the volume would say it. */
 function unmap(side: Side, path: string): string {
   if (side !== host) return path;
   for (const base of [hostReal, hostRoot]) {
-    if (path === base) return '/';
-    if (path.startsWith(`${base}/`)) return path.slice(base.length);
+    if (path !== base && !path.startsWith(`${base}/`)) continue;
+    const rel = path === base ? '/' : path.slice(base.length);
+    // A prefix of a rewritten path maps to the same-length prefix of the original.
+    const pair = hostForms.find(([h]) => h === rel) ?? hostForms.find(([h]) => h.startsWith(rel));
+    return pair ? pair[1].slice(0, rel.length) : rel;
   }
   return path;
 }
@@ -218,6 +269,7 @@ function unmapError(side: Side, e: unknown): unknown {
 }
 
 async function outcome(side: Side, op: Op): Promise<unknown> {
+  hostForms.length = 0;
   try {
     return { ok: await apply(side, op) };
   } catch (e) {
@@ -258,13 +310,21 @@ async function agree(who: Identity, runs: number, ops: fc.Arbitrary<Op>): Promis
   const { ctx } = who;
   await fc.assert(
     fc.asyncProperty(fc.array(ops, { minLength: 1, maxLength: 25 }), async (seq) => {
-      hostRoot = await fsp.mkdtemp(join(tmpdir(), 'layerfs-volume-'));
-      made.push(hostRoot);
-      await fsp.chmod(hostRoot, 0o755);
+      // The volume's root is two levels down: a walk that wrongly climbs out shows up as a
+      // mismatch inside our own temp dir instead of touching anything else.
+      const top = await fsp.mkdtemp(join(tmpdir(), 'layerfs-volume-'));
+      made.push(top);
+      await fsp.chmod(top, 0o755);
+      hostRoot = join(top, 'guard', 'root');
+      await fsp.mkdir(hostRoot, { recursive: true, mode: 0o755 });
       await fsp.chown(hostRoot, ctx.uid, ctx.gid);
       hostReal = await fsp.realpath(hostRoot);
       host = {
-        p: (path) => hostRoot + path,
+        p: (path) => {
+          const h = hostForm(path);
+          hostForms.push([h, path]);
+          return hostRoot + h;
+        },
         target: (t) => (t.startsWith('/') ? hostRoot + t : t),
         fs: fsp as unknown as Side['fs'],
         open: (path, flags) => fsp.open(path, flags) as never,
@@ -291,7 +351,7 @@ async function agree(who: Identity, runs: number, ops: fc.Arbitrary<Op>): Promis
           expect(layer.liveInodes(), `lookups left after ${JSON.stringify(op)}`).toBe(1);
         }
       } finally {
-        await fsp.rm(hostRoot, { recursive: true, force: true });
+        await fsp.rm(top, { recursive: true, force: true });
         made.pop();
       }
     }),
@@ -308,5 +368,9 @@ describe('Volume over MemoryLayer agrees with node:fs/promises', () => {
   it.skipIf(!isRoot)(`agrees as an unprivileged user, permission errors included (${RUNS} runs; root only)`, async () => {
     // access(2) checks the real uid, which stays root on the host side: leave it out here.
     await agree(unprivileged(), RUNS, opArb.filter((op) => op.op !== 'access'));
+  });
+
+  it(`agrees on paths with \`.\` and \`..\` through relative symlinks (${RUNS} runs)`, async () => {
+    await agree({ ctx: processContext(UMASK) }, RUNS, dotdotOpArb);
   });
 });
