@@ -182,17 +182,13 @@ export class Volume {
   }
 
   /** Replace a file's content (created with `mode`, default 0o666, flag default 'w'). */
-  async writeFile(path: PathLike, data: string | Uint8Array, options?: WriteFileOptions): Promise<void> {
-    const o = typeof options === 'object' && options !== null ? options : {};
-    const bytes = toBytes(data, encodingOf(options));
-    await this.#withHandle(path, o.flag ?? 'w', modeArg(o.mode, 0o666), (h) => h.writeFile(bytes));
+  writeFile(path: PathLike, data: string | Uint8Array, options?: WriteFileOptions): Promise<void> {
+    return this.#write(path, data, options, 'w');
   }
 
   /** Append to a file, creating it if needed (flag default 'a'). */
-  async appendFile(path: PathLike, data: string | Uint8Array, options?: WriteFileOptions): Promise<void> {
-    const o = typeof options === 'object' && options !== null ? options : {};
-    const bytes = toBytes(data, encodingOf(options));
-    await this.#withHandle(path, o.flag ?? 'a', modeArg(o.mode, 0o666), (h) => h.writeFile(bytes));
+  appendFile(path: PathLike, data: string | Uint8Array, options?: WriteFileOptions): Promise<void> {
+    return this.#write(path, data, options, 'a');
   }
 
   /** Set a file's size (as Node: open 'r+' then ftruncate). */
@@ -496,6 +492,13 @@ export class Volume {
   /** A setattr on the object at `path`. */
   async #setattr(syscall: string, path: PathLike, final: 'follow' | 'nofollow', changes: () => SetattrRequest): Promise<void> {
     await this.#at(syscall, path, final, async (n) => { await this.#fs.setattr(this.#ctx, n.ino, changes()); });
+  }
+
+  /** writeFile/appendFile: open with the options' flag (else `flag`) and mode, write everything. */
+  async #write(path: PathLike, data: string | Uint8Array, options: WriteFileOptions | undefined, flag: string): Promise<void> {
+    const o = typeof options === 'object' && options !== null ? options : {};
+    const bytes = toBytes(data, encodingOf(options));
+    await this.#withHandle(path, o.flag ?? flag, modeArg(o.mode, 0o666), (h) => h.writeFile(bytes));
   }
 
   /** Open `path`, run `fn` on the handle, close it. Open errors are 'open' errors; fn's are its own. */
