@@ -12,10 +12,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import {
-  FsModel, chmodCmd, fcRuns, linkCmd, mkdirCmd, readFileCmd, readdirCmd, renameCmd, rmdirCmd, statCmd,
+  FsModel, chmodCmd, fcRuns, linkCmd, modelToSpec, normalizeSpec as normalize, mkdirCmd, readFileCmd, readdirCmd, renameCmd, rmdirCmd, statCmd,
   truncateCmd, unlinkCmd, writeFileCmd, type FsCommand, type Outcome, type WriteHow,
 } from './model.js';
 import { pathArb } from './arbitraries.js';
+import { dumpHost } from './tree.js';
 
 /** The host side of a command: the temp directory everything happens in. */
 export interface HostReal {
@@ -66,7 +67,10 @@ function writeFlags(how: WriteHow): number {
 }
 
 /** Host commands over a small name pool (the path-level subset of `fsCommands`). */
-export function hostCommands(names: readonly string[] = ['a', 'b', 'c'], maxDepth = 3, maxCommands = 40): fc.Arbitrary<Iterable<fc.AsyncCommand<FsModel, HostReal>>> {
+export function hostCommands(
+  names: readonly string[] = ['a', 'b', 'c'], maxDepth = 3, maxCommands = 40,
+  chmodModes: readonly number[] = [0o755, 0o700, 0o644, 0o600, 0o4755, 0o2755, 0o6755],
+): fc.Arbitrary<Iterable<fc.AsyncCommand<FsModel, HostReal>>> {
   const path = pathArb(names, maxDepth);
   const content = fc.string({ unit: fc.constantFrom('x', 'y', 'z', '\n'), maxLength: 6 });
   const how: fc.Arbitrary<WriteHow> = fc.oneof(fc.constantFrom<WriteHow>('trunc', 'append', 'excl'), fc.nat(12).map((n) => ({ at: n })));
@@ -104,7 +108,7 @@ export function hostCommands(names: readonly string[] = ['a', 'b', 'c'], maxDept
       const list = await fsp.readdir(at(r, p), { withFileTypes: true });
       return list.map((d) => [d.name, d.isDirectory() ? 'directory' : d.isFile() ? 'file' : 'symlink']).sort((x, y) => (x[0]! < y[0]! ? -1 : 1));
     }))),
-    fc.tuple(path, fc.constantFrom(0o755, 0o700, 0o644, 0o600, 0o4755)).map(([p, mode]) => new HostCommand(chmodCmd(p, mode), (r) => outcome(async () => {
+    fc.tuple(path, fc.constantFrom(...chmodModes)).map(([p, mode]) => new HostCommand(chmodCmd(p, mode), (r) => outcome(async () => {
       await fsp.chmod(at(r, p), mode);
       return null;
     }))),
@@ -124,6 +128,11 @@ export interface RunModelOnHostOptions {
   names?: readonly string[];
   /** fast-check seed. */
   seed?: number;
+  /**
+   * Run as this non-root user (effective ids switched with seteuid/setegid for the run, which
+   * needs root; chmod then keeps owner rwx). Default: the current user.
+   */
+  as?: { readonly uid: number; readonly gid: number };
 }
 
 /**
@@ -133,13 +142,26 @@ export interface RunModelOnHostOptions {
  */
 export async function runModelOnHost(options: RunModelOnHostOptions = {}): Promise<void> {
   const oldUmask = process.umask(0o022);
+  const as = options.as;
+  const modes = as ? [0o755, 0o700, 0o4755, 0o2755, 0o6755] : undefined;
+  const groups = as ? process.getgroups!() : [];
+  const uid = as ? as.uid : (process.geteuid?.() ?? 0);
+  if (as) {
+    process.setgroups!([as.gid]);
+    process.setegid!(as.gid);
+    process.seteuid!(as.uid);
+  }
   try {
     await fc.assert(
-      fc.asyncProperty(hostCommands(options.names), async (cmds) => {
+      fc.asyncProperty(hostCommands(options.names, 3, 40, modes), async (cmds) => {
         const root = await fsp.mkdtemp(join(tmpdir(), 'layerfs-model-'));
         await fsp.chmod(root, 0o755);
         try {
-          await fc.asyncModelRun(() => ({ model: new FsModel(), real: { root } }), cmds);
+          const model = new FsModel(uid);
+          await fc.asyncModelRun(() => ({ model, real: { root } }), cmds);
+          const got = JSON.stringify(normalize(await dumpHost(root, { xattrs: false, oci: false })));
+          const want = JSON.stringify(normalize(modelToSpec(model.state)));
+          if (got !== want) throw new Error(`final tree differs:\n  kernel: ${got}\n  model:  ${want}`);
         } finally {
           await fsp.rm(root, { recursive: true, force: true });
         }
@@ -147,6 +169,11 @@ export async function runModelOnHost(options: RunModelOnHostOptions = {}): Promi
       { numRuns: options.numRuns ?? fcRuns(200), ...(options.seed !== undefined ? { seed: options.seed } : {}) },
     );
   } finally {
+    if (as) {
+      process.seteuid!(0);
+      process.setegid!(0);
+      process.setgroups!(groups);
+    }
     process.umask(oldUmask);
   }
 }

@@ -50,10 +50,17 @@ export interface ModelState {
 export class FsModel {
   /** Current state. */
   state: ModelState;
-  /** An empty tree (root mode 0o755). */
-  constructor() {
+  /** An empty tree (root mode 0o755) operated on by `uid` (non-root: writes clear suid/sgid). */
+  constructor(readonly uid = 0) {
     this.state = { root: { kind: 'dir', id: 0, mode: 0o755, children: new Map() }, files: new Map(), nextId: 1, held: [] };
   }
+}
+
+/** The kernel's "kill priv" on a write or truncate by a non-root caller. */
+function killPriv(mode: number): number {
+  let m = mode & ~0o4000;
+  if ((m & 0o2010) === 0o2010) m &= ~0o2000;
+  return m;
 }
 
 /** One held lookup on the system under test, with the model id it stands for. */
@@ -320,8 +327,10 @@ export function mkdirCmd(parts: readonly string[], mode: number): FsCommand {
     if ('err' in p) return p;
     const name = parts[parts.length - 1]!;
     if (p.node.children.has(name)) return fail('EEXIST');
+    // A setgid directory passes S_ISGID on to new subdirectories.
+    const inherit = p.node.mode & 0o2000;
     mutate(m, (d) => {
-      draftDir(d, parts.slice(0, -1)).children.set(name, { kind: 'dir', id: d.nextId++, mode: mode & ~UMASK & 0o7777, children: new Map() });
+      draftDir(d, parts.slice(0, -1)).children.set(name, { kind: 'dir', id: d.nextId++, mode: (mode & ~UMASK & 0o7777) | inherit, children: new Map() });
     });
     return { ok: null };
   }, (r) => outcome(() => inParent(r, parts, async (parent, name) => {
@@ -346,6 +355,7 @@ export function writeFileCmd(parts: readonly string[], content: string, how: Wri
       if (existing) {
         const f = d.files.get(existing.id)!;
         f.content = spliceContent(f.content, content, how);
+        if (m.uid !== 0 && (how === 'trunc' || content.length > 0)) f.mode = killPriv(f.mode);
       } else {
         const id = d.nextId++;
         d.files.set(id, { content: spliceContent('', content, how), mode: 0o666 & ~UMASK });
@@ -561,6 +571,7 @@ export function truncateCmd(parts: readonly string[], size: number): FsCommand {
     if (node.kind === 'symlink') return fail('EINVAL');
     mutate(m, (d) => {
       const f = d.files.get(node.id)!;
+      if (m.uid !== 0) f.mode = killPriv(f.mode);
       f.content = f.content.length >= size ? f.content.slice(0, size) : f.content + '\0'.repeat(size - f.content.length);
     });
     return { ok: null };
@@ -632,6 +643,11 @@ export interface FsCommandsOptions {
   maxDepth?: number;
   /** Longest sequence (fast-check picks lengths up to it). Default 40. */
   maxCommands?: number;
+  /**
+   * Modes `chmod` picks from. Default 0755, 0700, 0644, 0600, 04755, 02755, 06755. A non-root
+   * run should keep owner rwx (the model does not model permission denials).
+   */
+  chmodModes?: readonly number[];
 }
 
 /** Random operation sequences over a small name pool (so names collide and errors happen). */
@@ -643,7 +659,7 @@ export function fsCommands(options: FsCommandsOptions = {}): fc.Arbitrary<Iterab
     fc.constantFrom<WriteHow>('trunc', 'append', 'excl'),
     fc.nat(12).map((at) => ({ at })),
   );
-  const mode = fc.constantFrom(0o755, 0o700, 0o644, 0o600, 0o4755);
+  const mode = fc.constantFrom(...(options.chmodModes ?? [0o755, 0o700, 0o644, 0o600, 0o4755, 0o2755, 0o6755]));
   const mkdir = fc.tuple(path, fc.constantFrom(0o755, 0o700)).map(([p, md]) => mkdirCmd(p, md));
   const write = fc.tuple(path, content, how).map(([p, c, h]) => writeFileCmd(p, c, h));
   const rename = fc.tuple(path, path, fc.constantFrom(0, 0, RenameFlags.NOREPLACE, RenameFlags.EXCHANGE)).map(([a, b, f]) => renameCmd(a, b, f));
@@ -689,15 +705,15 @@ export async function runModel(makeFs: () => Filesystem | Promise<Filesystem>, o
     fc.asyncProperty(fsCommands(options), async (cmds) => {
       const fs = await makeFs();
       const real: ModelReal = { fs, ctx, held: [] };
-      const model = new FsModel();
+      const model = new FsModel(ctx.uid);
       try {
         await fc.asyncModelRun(() => ({ model, real }), cmds);
         for (const h of real.held.splice(0)) await fs.forget(ctx, h.ino, 1);
         await checkNoLeak(fs);
         const tree = await dump(fs, { ctx, xattrs: false });
         const expected = modelToSpec(model.state);
-        if (JSON.stringify(normalize(tree)) !== JSON.stringify(normalize(expected))) {
-          throw new Error(`final tree differs:\n  fs:    ${JSON.stringify(normalize(tree))}\n  model: ${JSON.stringify(normalize(expected))}`);
+        if (JSON.stringify(normalizeSpec(tree)) !== JSON.stringify(normalizeSpec(expected))) {
+          throw new Error(`final tree differs:\n  fs:    ${JSON.stringify(normalizeSpec(tree))}\n  model: ${JSON.stringify(normalizeSpec(expected))}`);
         }
         await checkNoLeak(fs);
       } finally {
@@ -712,11 +728,12 @@ export async function runModel(makeFs: () => Filesystem | Promise<Filesystem>, o
   );
 }
 
-function normalize(t: unknown): unknown {
+/** A tree literal as plain JSON with sorted keys (for comparing and printing trees). */
+export function normalizeSpec(t: unknown): unknown {
   if (t === null || typeof t !== 'object') return t;
   if (t instanceof Uint8Array) return { bytes: [...t] };
   const o = t as Record<string, unknown>;
   const out: Record<string, unknown> = {};
-  for (const k of Object.keys(o).sort()) out[k] = normalize(o[k]);
+  for (const k of Object.keys(o).sort()) out[k] = normalizeSpec(o[k]);
   return out;
 }

@@ -528,7 +528,10 @@ async function hostXattrs(root: string): Promise<Map<string, Record<string, stri
 
 /** Options of `dumpHost`. */
 export interface DumpHostOptions {
-  /** Include xattrs (`user.*`, `trusted.*`; opaque markers never appear as xattrs). Default true. */
+  /**
+   * Include xattrs (`user.*`, `trusted.*`; opaque markers never appear as xattrs). Default
+   * true. False skips reading xattrs at all (opaque then only by `.wh..wh..opq`).
+   */
   xattrs?: boolean;
   /** Include uid/gid of every node. Default false. */
   owners?: boolean;
@@ -545,7 +548,7 @@ export async function dumpHost(root: string, options: DumpHostOptions = {}): Pro
   const withX = options.xattrs ?? true;
   const owners = options.owners ?? false;
   const oci = options.oci ?? true;
-  const xattrs = await hostXattrs(root).catch(() => new Map<string, Record<string, string>>());
+  const xattrs = withX ? await hostXattrs(root).catch(() => new Map<string, Record<string, string>>()) : new Map<string, Record<string, string>>();
   const walk = async (dirPath: string): Promise<TreeSpec> => {
     const names = (await fsp.readdir(dirPath)).sort();
     const out: Record<string, TreeNode> = {};

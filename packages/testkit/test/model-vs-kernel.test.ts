@@ -8,4 +8,8 @@ describe('reference model vs the kernel (node:fs on a temp dir)', () => {
   it('gives the kernel\'s results and errnos for the same command sequences', async () => {
     await runModelOnHost();
   });
+
+  it.skipIf(process.geteuid?.() !== 0)('…and as a non-root user (seteuid 1000; needs root to switch): writes clear suid/sgid', async () => {
+    await runModelOnHost({ as: { uid: 1000, gid: 1000 } });
+  });
 });

@@ -58,6 +58,11 @@ describe('MemoryLayer model-based properties', () => {
     await runModel(() => new MemoryLayer(), { names: [' a b', '名\u200b', long, '.wh.x'], numRuns: fcRuns(200), maxDepth: 2 });
   });
 
+  it('agrees with the reference model for a non-root caller owning the tree (suid/sgid cleared by writes)', async () => {
+    const user = { uid: 1000, gid: 1000, groups: [], pid: 0, umask: 0o022 };
+    await runModel(() => new MemoryLayer({ rootUid: 1000, rootGid: 1000 }), { ctx: user, chmodModes: [0o755, 0o700, 0o4755, 0o2755, 0o6755], numRuns: fcRuns(200) });
+  });
+
   it('agrees with the reference model in an OCI-format layer (non-marker names)', async () => {
     await runModel(() => new MemoryLayer({ whiteoutFormat: 'oci' }), { names: ['a', 'b', 'wh'], numRuns: fcRuns(200) });
   });
