@@ -68,6 +68,8 @@ interface OpenHandle {
 }
 
 const live = new Set<MountHandleImpl>();
+/** `LAYERFS_FUSE_TRACE=1` prints every failed request on stderr. */
+const TRACE = process.env.LAYERFS_FUSE_TRACE === '1';
 let guardsInstalled = false;
 
 function onSignal(sig: NodeJS.Signals): void {
@@ -171,7 +173,10 @@ class MountHandleImpl implements MountHandle {
   private async checkStillMounted(): Promise<void> {
     if (this.unmounting || this.mountId === undefined) return;
     const text = await readFile('/proc/self/mountinfo', 'utf8').catch(() => '');
-    if (!text.split('\n').some((l) => l.startsWith(`${this.mountId} `))) void this.unmount();
+    if (!text.split('\n').some((l) => l.startsWith(`${this.mountId} `))) {
+      if (TRACE) process.stderr.write(`layerfs-fuse: ${this.mountpoint} was unmounted from outside\n`);
+      void this.unmount();
+    }
   }
 
   unmount(): Promise<void> {
@@ -213,8 +218,16 @@ class MountHandleImpl implements MountHandle {
     if (this.inFlight > this.maxInFlight) this.maxInFlight = this.inFlight;
     this.opCounts[op] = (this.opCounts[op] ?? 0) + 1;
     work().then(
-      (v) => { this.finish(); done(0, v); },
-      (e: unknown) => { this.finish(); done(this.errnoOf(e, op, path)); },
+      (v) => {
+        this.finish();
+        if (TRACE && (op === 'open' || op === 'release' || op === 'create')) process.stderr.write(`layerfs-fuse: ${op} ${path} = ${String(v)}\n`);
+        done(0, v);
+      },
+      (e: unknown) => {
+        this.finish();
+        if (TRACE) process.stderr.write(`layerfs-fuse: ${op} ${path} -> ${String((e as Error)?.message ?? e)}\n`);
+        done(this.errnoOf(e, op, path));
+      },
     );
   }
 
@@ -248,7 +261,7 @@ class MountHandleImpl implements MountHandle {
 
   private handle(fd: number): OpenHandle {
     const h = this.handles.get(fd);
-    if (!h) throw new FsError('EBADF');
+    if (!h) throw new FsError('EBADF', { detail: `no open handle ${fd}` });
     return h;
   }
 

@@ -22,9 +22,13 @@ export async function canMount(): Promise<boolean> {
 /** Skip reason for mount tests, or undefined when they can run (RUN_MOUNT_TESTS=1 forces them). */
 export const mountSkip = process.env.RUN_MOUNT_TESTS === '1' ? false : !(await canMount());
 
-/** A fresh temp directory `layerfs-<tag>-*`. */
+/**
+ * A fresh temp directory `layerfs-<tag>-*`. `LAYERFS_TEST_PREFIX` replaces `layerfs-` while
+ * developing: another run's global teardown unmounts every `layerfs-` mount it sees, also
+ * the live mounts of a test run going on at the same time.
+ */
 export function tempDir(tag: string): Promise<string> {
-  return mkdtemp(join(tmpdir(), `layerfs-${tag}-`));
+  return mkdtemp(join(tmpdir(), `${process.env.LAYERFS_TEST_PREFIX ?? 'layerfs-'}${tag}-`));
 }
 
 /** Run a shell script in a child process; resolves with stdout (rejects with stderr on failure). */
@@ -52,6 +56,8 @@ export interface Recorder {
   readonly calls: Record<string, number>;
   /** Most calls in flight at once. */
   maxConcurrent: number;
+  /** Delay added to every read and write (ms); may be changed at any time. */
+  delayMs: number;
 }
 
 /**
@@ -59,7 +65,7 @@ export interface Recorder {
  * and writes delayed by `delayMs`, to make concurrency observable.
  */
 export function recording<T extends Filesystem>(fs: T, delayMs = 0): { fs: T; rec: Recorder } {
-  const rec: Recorder = { writeSizes: [], calls: {}, maxConcurrent: 0 };
+  const rec: Recorder = { writeSizes: [], calls: {}, maxConcurrent: 0, delayMs };
   let inFlight = 0;
   const proxy = new Proxy(fs, {
     get(target, prop, receiver) {
@@ -71,7 +77,7 @@ export function recording<T extends Filesystem>(fs: T, delayMs = 0): { fs: T; re
         inFlight++;
         rec.maxConcurrent = Math.max(rec.maxConcurrent, inFlight);
         try {
-          if (delayMs && (prop === 'read' || prop === 'write')) await new Promise((r) => setTimeout(r, delayMs));
+          if (rec.delayMs && (prop === 'read' || prop === 'write')) await new Promise((r) => setTimeout(r, rec.delayMs));
           return await (v as (...a: unknown[]) => unknown).apply(target, args);
         } finally {
           inFlight--;
