@@ -439,7 +439,7 @@ export class PassthroughLayer implements Layer {
     const fd = node.fixedFd ?? node.orphanFd;
     if (fd !== undefined) return { dirfd: AT_FDCWD, name: procFd(fd), at: 0, proc: procFd(fd), follow: true, fd };
     const path = this.currentPath(node);
-    if (path === undefined) throw err('ENOENT');
+    if (path === undefined) throw err('ESTALE', 'no name reaches this inode any more');
     const { parent, name } = splitPath(path);
     const pfd = this.dirFd(parent);
     return { dirfd: pfd, name, at: AT_SYMLINK_NOFOLLOW, proc: `${procFd(pfd)}/${name}`, follow: false, path };
