@@ -21,7 +21,7 @@ const here = dirname(fileURLToPath(import.meta.url));
 const repo = join(here, '..');
 
 const FULL = { rounds: 3, files: 20000, bigMiB: 1024, appendFiles: 2000, unlinkFiles: 2000, untarFiles: 5000, createDirs: 100, createPerDir: 100, memSizes: [100000, 1000000] };
-const QUICK = { rounds: 1, files: 600, bigMiB: 16, appendFiles: 50, unlinkFiles: 50, untarFiles: 100, createDirs: 10, createPerDir: 20, memSizes: [2000] };
+const QUICK = { rounds: 1, files: 300, bigMiB: 16, appendFiles: 50, unlinkFiles: 50, untarFiles: 100, createDirs: 10, createPerDir: 20, memSizes: [2000] };
 const INPROC_SYSTEMS = ['layerfs', 'zenfs'];
 
 const { values: a } = parseArgs({
