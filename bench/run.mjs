@@ -27,7 +27,7 @@ const INPROC_SYSTEMS = ['layerfs', 'zenfs'];
 const { values: a } = parseArgs({
   options: {
     quick: { type: 'boolean' }, help: { type: 'boolean', short: 'h' }, list: { type: 'boolean' },
-    rounds: { type: 'string' }, workloads: { type: 'string' }, systems: { type: 'string' },
+    rounds: { type: 'string' }, 'inproc-rounds': { type: 'string' }, workloads: { type: 'string' }, systems: { type: 'string' },
     inproc: { type: 'string' }, 'inproc-systems': { type: 'string' }, memory: { type: 'string' },
     files: { type: 'string' }, 'big-mib': { type: 'string' }, 'append-files': { type: 'string' },
     'unlink-files': { type: 'string' }, 'untar-files': { type: 'string' }, 'create-dirs': { type: 'string' },
@@ -52,6 +52,7 @@ const opts = {
   memSizes: listOpt(a['mem-sizes'], base.memSizes.map(String)).map(Number),
   workdir: a.workdir ?? '/var/tmp/lfsbench',
 };
+opts.inprocRounds = num(a['inproc-rounds'], opts.rounds);
 const workloads = listOpt(a.workloads, Object.keys(WORKLOADS));
 const systems = listOpt(a.systems, Object.keys(SYSTEMS));
 const inprocWl = listOpt(a.inproc, Object.keys(WORKLOADS));
@@ -94,6 +95,11 @@ const results = {
   },
   skipped: [], mounted: [], errors: [], inproc: [], memory: [], cpuProfile: null,
 };
+const resultsDir = join(here, 'results');
+mkdirSync(resultsDir, { recursive: true });
+const jsonPath = a.out ?? join(resultsDir, `${results.meta.started.replace(/[:.]/g, '-')}.json`);
+/** Save what is measured so far (after every section, so a crash keeps the figures). */
+const save = () => writeFileSync(jsonPath, JSON.stringify(results, null, 2));
 const skip = (what, reason) => { results.skipped.push({ what, reason }); log(`skip: ${what}: ${reason}`); };
 
 const availableSystems = systems.filter((s) => {
@@ -164,6 +170,8 @@ for (const wlName of workloads) {
   });
 }
 
+save();
+
 // ---- in-process workloads: layerfs Volume vs ZenFS CopyOnWrite ----
 const inprocChild = join(here, 'lib', 'inproc.mjs');
 async function layerfsInprocUnavailable() {
@@ -183,7 +191,7 @@ for (const s of inprocSys) {
 }
 for (const wlName of inprocWl) {
   await withFs(WORKLOADS[wlName].fs, async (where) => {
-    for (let round = 1; round <= opts.rounds; round++) {
+    for (let round = 1; round <= opts.inprocRounds; round++) {
       for (const sysName of inprocAvail) {
         const scratch = join(where.runs, `inproc-${wlName}-${sysName}-r${round}`);
         await rm(scratch, { recursive: true, force: true });
@@ -212,6 +220,8 @@ for (const wlName of inprocWl) {
     }
   });
 }
+
+save();
 
 // ---- memory ----
 const memAvail = memSystems.filter((s) => {
@@ -244,6 +254,8 @@ if (memAvail.length) {
   }
 }
 
+save();
+
 // ---- CPU profile of the layerfs mount on one workload ----
 if (a['cpu-prof']) {
   const wlName = a['cpu-prof'];
@@ -274,7 +286,7 @@ const cell = (s) => (s ? `${fmtMs(s.med)} [${fmtMs(s.min)}–${fmtMs(s.max)}]` :
 const ratio = (x, y) => (x && y ? `${(x.med / y.med).toFixed(2)}×` : '—');
 
 say(`layerfs bench — ${results.meta.started} — commit ${results.meta.commit} — Linux ${results.meta.kernel}, ${results.meta.cpus} CPUs, Node ${results.meta.node}, ${results.meta.fuseOverlayfs}`);
-say(`lower tree: ${prep.info.entries} entries (${prep.info.files} files, ${prep.info.dirs} dirs, ${prep.info.symlinks} symlinks, ${fmtBytes(prep.info.bytes)}) + ${opts.bigMiB} MiB file; ${opts.rounds} round(s), interleaved; median [min–max] of wall time`);
+say(`lower tree: ${prep.info.entries} entries (${prep.info.files} files, ${prep.info.dirs} dirs, ${prep.info.symlinks} symlinks, ${fmtBytes(prep.info.bytes)}) + ${opts.bigMiB} MiB file; ${opts.rounds} round(s) mounted, ${opts.inprocRounds} in-process, interleaved; median [min–max] of wall time`);
 for (const s of results.skipped) say(`skipped: ${s.what}: ${s.reason}`);
 const metricsIn = (rows) => METRIC_ORDER.filter((m) => rows.some((r) => r.metric === m));
 if (results.mounted.length) {
@@ -327,10 +339,7 @@ if (results.errors.length) {
 }
 results.meta.finished = new Date().toISOString();
 results.meta.seconds = (Date.now() - t0run) / 1000;
-const resultsDir = join(here, 'results');
-mkdirSync(resultsDir, { recursive: true });
-const jsonPath = a.out ?? join(resultsDir, `${results.meta.started.replace(/[:.]/g, '-')}.json`);
-writeFileSync(jsonPath, JSON.stringify(results, null, 2));
+save();
 say(`\n${results.meta.seconds.toFixed(0)} s; raw figures: ${jsonPath}`);
 console.log(out.join('\n'));
 process.exit(0);
