@@ -1124,7 +1124,10 @@ export class OverlayFs implements Filesystem {
     if (p.children.get(name) !== old) throw fsErr('ENOENT');
     if ((np.children.get(newname) ?? undefined) !== target && target) throw fsErr('ENOENT');
     let targetWhiteouts: string[] = [];
-    if (target && !exchange && target.type === 'directory') {
+    // Merged or lower targets must be empty in the merged view (kernel ovl_check_empty_and_clear);
+    // an upper-only target is left to the upper's own rename (ENOTEMPTY), after the opaque
+    // marking below, exactly as the kernel orders it.
+    if (target && !exchange && target.type === 'directory' && target.lowers.length > 0) {
       const l = await this.listMerged(target, false);
       if (l.visible.length > 0) throw fsErr('ENOTEMPTY');
       targetWhiteouts = l.upperWhiteouts;
@@ -1146,7 +1149,7 @@ export class OverlayFs implements Filesystem {
       target!.opaque = true;
     }
     // An upper target directory that is empty in the merged view may hold whiteouts.
-    if (target && !exchange && target.type === 'directory' && target.upper) {
+    if (target && !exchange && target.type === 'directory' && target.upper && target.lowers.length > 0) {
       for (const w of targetWhiteouts) await up.deleteWhiteout(this.m, target.upper.ino, w);
       await up.setOpaque(this.m, target.upper.ino, false).catch(() => undefined);
     }

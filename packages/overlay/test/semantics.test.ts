@@ -366,3 +366,12 @@ describe('regressions found by the model test', () => {
     expectNoLeaks(o);
   });
 });
+
+describe('regressions found against the kernel', () => {
+  it('a failed rename (ENOTEMPTY) still leaves the source dir opaque, as the kernel orders it', async () => {
+    const o = await memOverlay([{}, {}], { a: { a: {} }, c: { a: '' } });
+    await expect(o.vol.rename('/a/a', '/c')).rejects.toMatchObject({ code: 'ENOTEMPTY' });
+    expect(await dump(o.upper, { xattrs: false })).toEqual({ a: { a: opaque({}) }, c: { a: '' } });
+    expectNoLeaks(o);
+  });
+});
