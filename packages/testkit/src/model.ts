@@ -44,6 +44,8 @@ export interface ModelState {
   readonly nextId: number;
   /** Model ids of the lookups held on purpose (`hold`), in order. */
   readonly held: readonly number[];
+  /** Open handles (`openh`), in order: the file's model id and whether it is O_APPEND. */
+  readonly handles: readonly { readonly id: number; readonly append: boolean }[];
 }
 
 /** The reference model (its state is replaced, never mutated). */
@@ -52,7 +54,7 @@ export class FsModel {
   state: ModelState;
   /** An empty tree (root mode 0o755) operated on by `uid` (non-root: writes clear suid/sgid). */
   constructor(readonly uid = 0) {
-    this.state = { root: { kind: 'dir', id: 0, mode: 0o755, children: new Map() }, files: new Map(), nextId: 1, held: [] };
+    this.state = { root: { kind: 'dir', id: 0, mode: 0o755, children: new Map() }, files: new Map(), nextId: 1, held: [], handles: [] };
   }
 }
 
@@ -79,6 +81,18 @@ export interface ModelReal {
   readonly ctx: RequestContext;
   /** Lookups held on purpose, parallel to `FsModel.state.held`. */
   readonly held: HeldLookup[];
+  /** Open handles (each with one lookup on its ino), parallel to `FsModel.state.handles`. */
+  readonly handles: { readonly ino: number; readonly fh: number }[];
+}
+
+/** Close every open handle and forget every held lookup of a run (the model too). */
+export async function releaseAll(r: ModelReal, m?: FsModel): Promise<void> {
+  for (const h of r.handles.splice(0)) {
+    await r.fs.release(r.ctx, h.ino, h.fh);
+    await r.fs.forget(r.ctx, h.ino, 1);
+  }
+  for (const h of r.held.splice(0)) await r.fs.forget(r.ctx, h.ino, 1);
+  if (m) m.state = { ...m.state, held: [], handles: [] };
 }
 
 /** What an operation gave: a value, or an errno code. */
@@ -288,7 +302,7 @@ export class FsCommand implements fc.AsyncCommand<FsModel, ModelReal> {
     const e = JSON.stringify(expected);
     const a = JSON.stringify(actual);
     if (e !== a) throw new Error(`${this.label}: expected ${e}, got ${a}`);
-    await checkLookupBalance(r.fs, r.held.map((h) => h.ino));
+    await checkLookupBalance(r.fs, [...r.held.map((h) => h.ino), ...r.handles.map((h) => h.ino)]);
   }
 
   /** The strace-like line. */
@@ -635,6 +649,82 @@ export function statHeldCmd(i: number): FsCommand {
   }));
 }
 
+/** `open(path, O_RDWR[|O_APPEND])`, kept open (with its lookup) until `close`. */
+export function openHandleCmd(parts: readonly string[], append: boolean): FsCommand {
+  return new FsCommand(`h = open(${show(parts)}, O_RDWR${append ? '|O_APPEND' : ''})`, (m) => {
+    const n = resolveNode(m.state, parts);
+    if ('err' in n) return n;
+    if (n.node.kind === 'dir') return fail('EISDIR');
+    if (n.node.kind === 'symlink') return fail('ELOOP');
+    const id = n.node.id;
+    mutate(m, (d) => { d.handles.push({ id, append }); });
+    return { ok: null };
+  }, (r) => outcome(async () => {
+    const w = await walkPath(r.fs, r.ctx, parts.slice(0, -1));
+    try {
+      const e = await r.fs.lookup(r.ctx, w.ino, parts[parts.length - 1]!);
+      try {
+        const { fh } = await r.fs.open(r.ctx, e.ino, OpenFlags.O_RDWR | (append ? OpenFlags.O_APPEND : 0));
+        r.handles.push({ ino: e.ino, fh });
+      } catch (err) {
+        await r.fs.forget(r.ctx, e.ino, 1);
+        throw err;
+      }
+      return null;
+    } finally {
+      await w.release();
+    }
+  }));
+}
+
+/** `pwrite(handles[i], content, pos)` (at the end for O_APPEND handles), even after unlink. */
+export function writeHandleCmd(i: number, content: string, pos: number): FsCommand {
+  return new FsCommand(`pwrite(h[${i}], ${JSON.stringify(content)}, ${pos})`, (m) => {
+    const hs = m.state.handles;
+    if (hs.length === 0) return { ok: null };
+    const h = hs[i % hs.length]!;
+    mutate(m, (d) => {
+      const f = d.files.get(h.id)!;
+      f.content = spliceContent(f.content, content, h.append ? 'append' : { at: pos });
+      if (m.uid !== 0 && content.length > 0) f.mode = killPriv(f.mode);
+    });
+    return { ok: Buffer.byteLength(content) };
+  }, (r) => outcome(async () => {
+    if (r.handles.length === 0) return null;
+    const h = r.handles[i % r.handles.length]!;
+    return r.fs.write(r.ctx, h.ino, h.fh, enc.encode(content), pos);
+  }));
+}
+
+/** `pread(handles[i], 64, 0)`: the whole content through the handle, even after unlink. */
+export function readHandleCmd(i: number): FsCommand {
+  return new FsCommand(`pread(h[${i}], 64, 0)`, (m) => {
+    const hs = m.state.handles;
+    if (hs.length === 0) return { ok: null };
+    return { ok: m.state.files.get(hs[i % hs.length]!.id)!.content.slice(0, 64) };
+  }, (r) => outcome(async () => {
+    if (r.handles.length === 0) return null;
+    const h = r.handles[i % r.handles.length]!;
+    return dec.decode(await r.fs.read(r.ctx, h.ino, h.fh, 64, 0));
+  }));
+}
+
+/** `close(handles[i])` (release, and forget its lookup). */
+export function closeHandleCmd(i: number): FsCommand {
+  return new FsCommand(`close(h[${i}])`, (m) => {
+    if (m.state.handles.length === 0) return { ok: null };
+    const k = i % m.state.handles.length;
+    mutate(m, (d) => { d.handles.splice(k, 1); });
+    return { ok: null };
+  }, (r) => outcome(async () => {
+    if (r.handles.length === 0) return null;
+    const [h] = r.handles.splice(i % r.handles.length, 1);
+    await r.fs.release(r.ctx, h!.ino, h!.fh);
+    await r.fs.forget(r.ctx, h!.ino, 1);
+    return null;
+  }));
+}
+
 /** Options of the generated command sequences. */
 export interface FsCommandsOptions {
   /** The name pool paths are drawn from. Default ['a', 'b', 'c']. */
@@ -678,6 +768,10 @@ export function fsCommands(options: FsCommandsOptions = {}): fc.Arbitrary<Iterab
     path.map(holdCmd),
     fc.nat(8).map(forgetCmd),
     fc.nat(8).map(statHeldCmd),
+    fc.tuple(path, fc.boolean()).map(([p, a]) => openHandleCmd(p, a)),
+    fc.tuple(fc.nat(8), content, fc.nat(10)).map(([i, c, pos]) => writeHandleCmd(i, c, pos)),
+    fc.nat(8).map(readHandleCmd),
+    fc.nat(8).map(closeHandleCmd),
   ];
   return fc.commands(cmds, { maxCommands: options.maxCommands ?? 40, size: 'max' });
 }
@@ -704,11 +798,11 @@ export async function runModel(makeFs: () => Filesystem | Promise<Filesystem>, o
   await fc.assert(
     fc.asyncProperty(fsCommands(options), async (cmds) => {
       const fs = await makeFs();
-      const real: ModelReal = { fs, ctx, held: [] };
+      const real: ModelReal = { fs, ctx, held: [], handles: [] };
       const model = new FsModel(ctx.uid);
       try {
         await fc.asyncModelRun(() => ({ model, real }), cmds);
-        for (const h of real.held.splice(0)) await fs.forget(ctx, h.ino, 1);
+        await releaseAll(real, model);
         await checkNoLeak(fs);
         const tree = await dump(fs, { ctx, xattrs: false });
         const expected = modelToSpec(model.state);

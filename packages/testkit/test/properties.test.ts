@@ -5,7 +5,7 @@
 import fc from 'fast-check';
 import { describe, it } from 'vitest';
 import { InodeTable, ROOT_CONTEXT } from '@layerfs/core';
-import { FsModel, MemoryLayer, checkInodeTable, dump, fcRuns, fsCommands, runModel, type ModelReal } from '../src/index.js';
+import { FsModel, MemoryLayer, checkInodeTable, dump, fcRuns, fsCommands, releaseAll, runModel, type ModelReal } from '../src/index.js';
 
 type TableOp = { op: 'acquire'; key: string } | { op: 'forget'; key: string; n: number } | { op: 'forgetUnknown'; ino: number };
 
@@ -73,15 +73,14 @@ describe('MemoryLayer snapshots', () => {
     const seq = fsCommands({ maxCommands: 25 });
     await fc.assert(fc.asyncProperty(seq, seq, async (before, after) => {
       const fs = new MemoryLayer();
-      const real: ModelReal = { fs, ctx: ROOT_CONTEXT, held: [] };
+      const real: ModelReal = { fs, ctx: ROOT_CONTEXT, held: [], handles: [] };
       const model = new FsModel();
       await fc.asyncModelRun(() => ({ model, real }), before);
-      for (const h of real.held.splice(0)) await fs.forget(ROOT_CONTEXT, h.ino, 1);
-      model.state = { ...model.state, held: [] };
+      await releaseAll(real, model);
       const snap = fs.snapshot();
       const expected = await dump(fs, { owners: true });
       await fc.asyncModelRun(() => ({ model, real }), after);
-      for (const h of real.held.splice(0)) await fs.forget(ROOT_CONTEXT, h.ino, 1);
+      await releaseAll(real, model);
       const seeded = MemoryLayer.fromSnapshot(snap, { writable: false });
       if (JSON.stringify(await dump(seeded, { owners: true })) !== JSON.stringify(expected)) throw new Error('snapshot changed after later operations');
       if (seeded.liveInodes() !== 1 || fs.liveInodes() !== 1) throw new Error('lookups leaked');
