@@ -8,11 +8,12 @@
  * not reachable from Node, so those commands are left out.
  */
 import { promises as fsp, constants as C } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import {
-  FsModel, chmodCmd, fcRuns, linkCmd, modelToSpec, normalizeSpec as normalize, mkdirCmd, readFileCmd, readdirCmd, renameCmd, rmdirCmd, statCmd,
+  FsModel, chmodCmd, closeHandleCmd, fcRuns, openHandleCmd, readHandleCmd, writeHandleCmd, linkCmd, modelToSpec, normalizeSpec as normalize, mkdirCmd, readFileCmd, readdirCmd, renameCmd, rmdirCmd, statCmd,
   truncateCmd, unlinkCmd, writeFileCmd, type FsCommand, type Outcome, type WriteHow,
 } from './model.js';
 import { pathArb } from './arbitraries.js';
@@ -22,6 +23,8 @@ import { dumpHost } from './tree.js';
 export interface HostReal {
   /** Absolute path of the directory standing for the root. */
   readonly root: string;
+  /** Open handles, parallel to `FsModel.state.handles`. */
+  readonly handles: FileHandle[];
 }
 
 async function outcome(fn: () => Promise<unknown>): Promise<Outcome> {
@@ -117,6 +120,29 @@ export function hostCommands(
       return null;
     }))),
   ];
+  cmds.push(
+    fc.tuple(path, fc.boolean()).map(([p, append]) => new HostCommand(openHandleCmd(p, append), (r) => outcome(async () => {
+      r.handles.push(await fsp.open(at(r, p), C.O_RDWR | C.O_NOFOLLOW | (append ? C.O_APPEND : 0)));
+      return null;
+    }))),
+    fc.tuple(fc.nat(8), content, fc.nat(10)).map(([i, c, pos]) => new HostCommand(writeHandleCmd(i, c, pos), (r) => outcome(async () => {
+      if (r.handles.length === 0) return null;
+      const buf = Buffer.from(c);
+      return (await r.handles[i % r.handles.length]!.write(buf, 0, buf.length, pos)).bytesWritten;
+    }))),
+    fc.nat(8).map((i) => new HostCommand(readHandleCmd(i), (r) => outcome(async () => {
+      if (r.handles.length === 0) return null;
+      const buf = Buffer.alloc(64);
+      const { bytesRead } = await r.handles[i % r.handles.length]!.read(buf, 0, 64, 0);
+      return buf.subarray(0, bytesRead).toString('utf8');
+    }))),
+    fc.nat(8).map((i) => new HostCommand(closeHandleCmd(i), (r) => outcome(async () => {
+      if (r.handles.length === 0) return null;
+      const [h] = r.handles.splice(i % r.handles.length, 1);
+      await h!.close();
+      return null;
+    }))),
+  );
   return fc.commands(cmds, { maxCommands, size: 'max' });
 }
 
@@ -158,7 +184,12 @@ export async function runModelOnHost(options: RunModelOnHostOptions = {}): Promi
         await fsp.chmod(root, 0o755);
         try {
           const model = new FsModel(uid);
-          await fc.asyncModelRun(() => ({ model, real: { root } }), cmds);
+          const real: HostReal = { root, handles: [] };
+          try {
+            await fc.asyncModelRun(() => ({ model, real }), cmds);
+          } finally {
+            for (const h of real.handles.splice(0)) await h.close();
+          }
           const got = JSON.stringify(normalize(await dumpHost(root, { xattrs: false, oci: false })));
           const want = JSON.stringify(normalize(modelToSpec(model.state)));
           if (got !== want) throw new Error(`final tree differs:\n  kernel: ${got}\n  model:  ${want}`);
