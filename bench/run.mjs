@@ -13,7 +13,7 @@ import { parseArgs } from 'node:util';
 import { summarize } from './lib/cpuprofile.mjs';
 import { measureMemory } from './lib/memory.mjs';
 import { layout, mountXfs, prepare, prepareMemTree, xfsUnavailable } from './lib/prepare.mjs';
-import { SYSTEMS } from './lib/systems.mjs';
+import { SYSTEMS, layerfsLauncher } from './lib/systems.mjs';
 import { fmtBytes, fmtMs, median, run, table } from './lib/util.mjs';
 import { METRIC_ORDER, WORKLOADS } from './lib/workloads.mjs';
 
@@ -90,6 +90,7 @@ const results = {
   meta: {
     commit: await versionOf('git', ['-C', repo, 'rev-parse', '--short', 'HEAD']),
     fuseOverlayfs: await versionOf('fuse-overlayfs', ['--version']),
+    layerfsMount: layerfsLauncher().how,
     started: new Date(t0run).toISOString(), host: hostname(), kernel: release(), node: process.version,
     cpus: cpus().length, memory: totalmem(), opts, prepared: prep.info, workdir: L.base,
   },
@@ -287,6 +288,7 @@ const ratio = (x, y) => (x && y ? `${(x.med / y.med).toFixed(2)}×` : '—');
 
 say(`layerfs bench — ${results.meta.started} — commit ${results.meta.commit} — Linux ${results.meta.kernel}, ${results.meta.cpus} CPUs, Node ${results.meta.node}, ${results.meta.fuseOverlayfs}`);
 say(`lower tree: ${prep.info.entries} entries (${prep.info.files} files, ${prep.info.dirs} dirs, ${prep.info.symlinks} symlinks, ${fmtBytes(prep.info.bytes)}) + ${opts.bigMiB} MiB file; ${opts.rounds} round(s) mounted, ${opts.inprocRounds} in-process, interleaved; median [min–max] of wall time`);
+say(`layerfs mount served by the ${results.meta.layerfsMount}`);
 for (const s of results.skipped) say(`skipped: ${s.what}: ${s.reason}`);
 const metricsIn = (rows) => METRIC_ORDER.filter((m) => rows.some((r) => r.metric === m));
 if (results.mounted.length) {

@@ -15,6 +15,16 @@ const repo = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
  * environment variable LFSBENCH_LAYERFS_BIN points the bench at another build of it.
  */
 export const LAYERFS_BIN = process.env.LFSBENCH_LAYERFS_BIN ?? join(repo, 'packages', 'overlay', 'bin', 'layerfs.js');
+/** The API launcher used while the command does not exist yet (or with LFSBENCH_LAYERFS_API=1). */
+const LAYERFS_API = join(dirname(fileURLToPath(import.meta.url)), 'layerfs-server.mjs');
+
+/** Which program serves the layerfs mount: the command, or the API launcher. */
+export function layerfsLauncher() {
+  if (process.env.LFSBENCH_LAYERFS_API === '1' || !existsSync(LAYERFS_BIN)) {
+    return { bin: LAYERFS_API, how: 'API launcher bench/lib/layerfs-server.mjs (overlayFromDirs + mount)' };
+  }
+  return { bin: LAYERFS_BIN, how: `command ${LAYERFS_BIN}` };
+}
 
 function isRoot() { return process.getuid?.() === 0; }
 
@@ -110,15 +120,15 @@ export const SYSTEMS = {
     unavailable() {
       const f = fuseUnavailable();
       if (f) return f;
-      if (!existsSync(LAYERFS_BIN)) return `${LAYERFS_BIN} does not exist yet`;
-      if (!process.env.LFSBENCH_LAYERFS_BIN && !existsSync(join(repo, 'packages', 'overlay', 'dist', 'index.js'))) return 'packages/overlay is not built (pnpm exec tsc -b)';
+      if (!existsSync(join(repo, 'packages', 'overlay', 'dist', 'from-dirs.js'))) return 'packages/overlay is not built (pnpm exec tsc -b)';
+      if (!existsSync(join(repo, 'packages', 'fuse', 'dist', 'mount.js'))) return 'packages/fuse is not built (pnpm exec tsc -b)';
       return null;
     },
     async open({ lower, scratch, cpuProfDir }) {
       const d = await dirs(scratch);
       const nodeArgs = cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`] : [];
       const s = await fuseServer(process.execPath,
-        [...nodeArgs, LAYERFS_BIN, 'mount', '-o', `lowerdir=${lower},upperdir=${d.upper},workdir=${d.work}`, d.mnt], d.mnt, { stop: 'signal' });
+        [...nodeArgs, layerfsLauncher().bin, 'mount', '-f', '-o', `lowerdir=${lower},upperdir=${d.upper},workdir=${d.work}`, d.mnt], d.mnt, { stop: 'signal' });
       return { root: d.mnt, upper: d.upper, ...s };
     },
   },
