@@ -55,6 +55,44 @@ describe('MemoryLayer specifics', () => {
     await fs.forget(ctx, d.ino, 1);
   });
 
+  it('OCI whiteouts occupy their name: unlink removes the marker, a rename over it replaces it', async () => {
+    const fs = new MemoryLayer({ whiteoutFormat: 'oci' });
+    await fs.createWhiteout(ctx, ROOT_INO, 'a');
+    await expect(fs.mkdir(ctx, ROOT_INO, 'a', 0o755)).rejects.toMatchObject({ code: 'EEXIST' });
+    await fs.unlink(ctx, ROOT_INO, 'a');
+    expect([...fs.snapshot().nodes.get(ROOT_INO)!.entries!.keys()]).toEqual([]);
+    await fs.createWhiteout(ctx, ROOT_INO, 'b');
+    await writeFile(fs, ROOT_INO, 'c', 'data');
+    await fs.rename(ctx, ROOT_INO, 'c', ROOT_INO, 'b', 0);
+    expect([...fs.snapshot().nodes.get(ROOT_INO)!.entries!.keys()]).toEqual(['b']);
+    await fs.rename(ctx, ROOT_INO, 'b', ROOT_INO, 'd', 0x4);
+    expect([...fs.snapshot().nodes.get(ROOT_INO)!.entries!.keys()].sort()).toEqual(['.wh.b', 'd']);
+    expect(await fs.isWhiteout(ctx, ROOT_INO, 'b')).toBe(true);
+    expect(fs.liveInodes()).toBe(1);
+  });
+
+  it('answers ESTALE for an ino nobody holds (a caller that forgot too early)', async () => {
+    const fs = new MemoryLayer();
+    const e = await fs.mkdir(ctx, ROOT_INO, 'd', 0o755);
+    await fs.forget(ctx, e.ino, 1);
+    await expect(fs.getattr(ctx, e.ino)).rejects.toMatchObject({ code: 'ESTALE' });
+    await expect(fs.lookup(ctx, e.ino, 'x')).rejects.toMatchObject({ code: 'ESTALE' });
+    await expect(fs.getattr(ctx, 9999)).rejects.toMatchObject({ code: 'ESTALE' });
+    const again = await fs.lookup(ctx, ROOT_INO, 'd');
+    expect(again.ino).toBe(e.ino);
+    await fs.forget(ctx, e.ino, 1);
+  });
+
+  it('reports excess forgets without throwing', async () => {
+    const seen: number[][] = [];
+    const fs = new MemoryLayer({ onExcessForget: (ino, held, asked) => seen.push([ino, held, asked]) });
+    const e = await fs.mkdir(ctx, ROOT_INO, 'd', 0o755);
+    await fs.forget(ctx, e.ino, 3);
+    expect(fs.excessForgets).toBe(2);
+    expect(seen).toEqual([[e.ino, 1, 3]]);
+    expect(fs.liveInodes()).toBe(1);
+  });
+
   it('writes trusted.overlay.opaque, or user.overlay.opaque with userxattr', async () => {
     for (const [userxattr, name] of [[false, OPAQUE_XATTR], [true, OPAQUE_XATTR_USER]] as const) {
       const fs = new MemoryLayer({ userxattr });
