@@ -784,13 +784,29 @@ export function describeLayerConformance(
           expect(b.mode & S_ISGID).toBe(0);
         });
 
-        it('a write or truncate by a non-root caller clears set-user-id', async () => {
+        it('moving a directory to another parent needs write permission on it (EACCES); renaming in place does not', async () => {
+          const h = await home();
+          const a = await s.mkdir(h.ino, 'a', 0o755, user);
+          const b = await s.mkdir(h.ino, 'b', 0o755, user);
+          await s.mkdir(a.ino, 'd', 0o755);
+          await code(fs.rename(user, a.ino, 'd', b.ino, 'd', 0), 'EACCES');
+          await fs.rename(user, a.ino, 'd', a.ino, 'd2', 0);
+          expect(await s.names(a.ino)).toEqual(['d2']);
+        });
+
+        it('a write or truncate by a non-root caller clears set-user-id (root\'s does not)', async () => {
           const h = await home();
           const f = await s.file(h.ino, 'f', 'x', 0o644, user);
           await fs.setattr(user, f.ino, { mode: 0o4755 });
           const fh = await s.open(f.ino, OpenFlags.O_WRONLY, user);
           await fs.write(user, f.ino, fh, bytes('y'), 1);
           expect((await fs.getattr(root, f.ino)).mode & 0o7777).toBe(0o755);
+          await fs.setattr(user, f.ino, { mode: 0o4755 });
+          await fs.setattr(user, f.ino, { size: 1 });
+          expect((await fs.getattr(root, f.ino)).mode & 0o7777).toBe(0o755);
+          await fs.setattr(root, f.ino, { mode: 0o4755 });
+          await fs.write(root, f.ino, fh, bytes('z'), 0);
+          expect((await fs.getattr(root, f.ino)).mode & 0o7777).toBe(0o4755);
         });
 
         it('setgid directories pass their group (and setgid to subdirectories)', async () => {
