@@ -37,13 +37,14 @@ async function layout(lowers: TreeSpec[], upper: TreeSpec = {}): Promise<Dirs> {
   return dirs;
 }
 
-async function open(d: Dirs): Promise<{ ov: OverlayFs; vol: Volume }> {
-  const ov = await overlayFromDirs({ lowerdir: d.lower, upperdir: d.upper, workdir: d.work });
+async function open(d: Dirs, userxattr = false): Promise<{ ov: OverlayFs; vol: Volume }> {
+  const ov = await overlayFromDirs({ lowerdir: d.lower, upperdir: d.upper, workdir: d.work, userxattr });
   return { ov, vol: new Volume(ov, { context: ROOT_CONTEXT }) };
 }
 
-async function kernelMount(d: Dirs): Promise<void> {
-  await run('mount', ['-t', 'overlay', 'overlay', '-o', `lowerdir=${d.lower.join(':')},upperdir=${d.upper},workdir=${d.work},redirect_dir=off,index=off,metacopy=off,xino=off`, d.mnt]);
+async function kernelMount(d: Dirs, userxattr = false): Promise<void> {
+  const opts = `lowerdir=${d.lower.join(':')},upperdir=${d.upper},workdir=${d.work},redirect_dir=${userxattr ? "nofollow,userxattr" : "off"},index=off,metacopy=off,xino=off`;
+  await run('mount', ['-t', 'overlay', 'overlay', '-o', opts, d.mnt]);
   mounts.push(d.mnt);
 }
 
@@ -119,13 +120,14 @@ describe.skipIf(!isRoot)('over host directories (root: chardev whiteouts, truste
     await b.ov.destroy();
   });
 
-  it('an upper written by layerfs mounts in the kernel with the same tree', async () => {
+  for (const userxattr of [false, true]) {
+  it(`an upper written by layerfs mounts in the kernel with the same tree${userxattr ? ' (userxattr)' : ''}`, async () => {
     const d = await layout(LOWERS);
-    const { ov, vol } = await open(d);
+    const { ov, vol } = await open(d, userxattr);
     await session(vol, '/');
     const ours = await dump(ov, { xattrs: false });
     await ov.destroy();
-    await kernelMount(d);
+    await kernelMount(d, userxattr);
     try {
       expect(await dumpHost(d.mnt, { xattrs: false })).toEqual(ours);
       // The kernel keeps working on it (lookups of files carrying our origin xattr succeed).
@@ -136,9 +138,9 @@ describe.skipIf(!isRoot)('over host directories (root: chardev whiteouts, truste
     }
   });
 
-  it('an upper written by the kernel opens in layerfs with the same tree', async () => {
+  it(`an upper written by the kernel opens in layerfs with the same tree${userxattr ? ' (userxattr)' : ''}`, async () => {
     const d = await layout(LOWERS);
-    await kernelMount(d);
+    await kernelMount(d, userxattr);
     let theirs: TreeSpec;
     try {
       await session(fsp as unknown as Volume, d.mnt);
@@ -146,11 +148,12 @@ describe.skipIf(!isRoot)('over host directories (root: chardev whiteouts, truste
     } finally {
       await kernelUmount(d);
     }
-    const { ov, vol } = await open(d);
+    const { ov, vol } = await open(d, userxattr);
     expect(await dump(ov, { xattrs: false })).toEqual(theirs);
     await vol.appendFile('/etc/conf', '!');
     expect(await vol.readFile('/etc/conf', 'utf8')).toBe('lower-conf+edited!');
     expect(ov.liveInodes()).toBe(1);
     await ov.destroy();
   });
+  }
 });
