@@ -59,6 +59,8 @@ import { resolvePassthroughOptions, type IdMap, type PassthroughOptions, type Re
 
 /** The path (below the root) of the work directory: a component no name can be. */
 const WORK = '\u0000work';
+/** The path given to a removed directory (never opened: creations in it fail first). */
+const ORPHAN = '\u0000removed';
 /** Longest path handed to one openat2 call (PATH_MAX is 4096 with the NUL). */
 const CHUNK_BYTES = 3800;
 const OPAQUE_XATTRS = [OPAQUE_XATTR, OPAQUE_XATTR_USER, OPAQUE_XATTR_FUSE_OVERLAYFS] as const;
@@ -402,7 +404,11 @@ export class PassthroughLayer implements Layer {
     if (node.type !== 'directory') throw err('ENOTDIR');
     if (node.fixedFd !== undefined) return { fd: node.fixedFd, path: node.paths[0]!, node };
     const path = this.currentPath(node);
-    if (path === undefined) throw err('ENOENT', 'directory was removed');
+    if (path === undefined) {
+      // Removed while referenced: its held descriptor lists as empty, creations fail ENOENT.
+      if (node.orphanFd !== undefined) return { fd: node.orphanFd, path: ORPHAN, node };
+      throw err('ENOENT', 'directory was removed');
+    }
     return { fd: this.dirFd(path, node.key), path, node };
   }
 
@@ -819,7 +825,7 @@ export class PassthroughLayer implements Layer {
     validateName(newname);
     const sd = this.dir(parent);
     const nd = this.dir(newparent);
-    const pfd = this.dirFd(sd.path);
+    const pfd = this.dir(parent).fd;
     const npfd = nd.fd;
     const pst = libc.statx(pfd, '', AT_EMPTY_PATH);
     const npst = parent === newparent ? pst : libc.statx(npfd, '', AT_EMPTY_PATH);
@@ -900,7 +906,11 @@ export class PassthroughLayer implements Layer {
       this.movePaths(marker.path, join(marker.toFd === pfd ? sd.path : nd.path, marker.toName), false);
       return;
     }
-    if (dstMarker && !srcMarker) {
+    if (srcMarker && dst && !dstMarker) {
+      // An OCI whiteout replacing a real name: move the marker in, then drop the name.
+      libc.renameat2(pfd, src.stored, npfd, newStored, hostFlags | NOREPLACE);
+      libc.unlinkat(npfd, dst.stored, dstDir ? AT_REMOVEDIR : 0);
+    } else if (dstMarker && !srcMarker) {
       // Replacing an OCI whiteout marker: move in, then drop the marker.
       libc.renameat2(pfd, src.stored, npfd, newStored, hostFlags | NOREPLACE);
       ignoring(['ENOENT'], () => libc.unlinkat(npfd, dst!.stored, 0));
@@ -1125,7 +1135,7 @@ export class PassthroughLayer implements Layer {
         name = stored.slice(OCI_WHITEOUT_PREFIX.length);
         if (name.length === 0 || name === '.' || name === '..' || present.has(name)) continue;
       }
-      const st = this.statAt(this.dirFd(d.path), stored);
+      const st = this.statAt(d.fd, stored);
       if (!st) continue;
       out.push({ name, stored, st, whiteout: name !== stored || isChardevWhiteout(st) });
     }
