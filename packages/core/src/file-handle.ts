@@ -90,6 +90,7 @@ export class FileHandle {
     const buffer = opts.buffer ?? (Buffer.alloc(16384) as unknown as T);
     const offset = opts.offset ?? 0;
     const len = opts.length ?? buffer.byteLength - offset;
+    if (len === 0) return { bytesRead: 0, buffer }; // Node answers without a read(2)
     return withErrorContext({ syscall: 'read' }, async () => {
       checkRange(buffer, offset, len);
       const pos = positionOf(opts.position);
@@ -113,6 +114,7 @@ export class FileHandle {
       bytes = toBytes(data, typeof lengthOrEncoding === 'string' ? lengthOrEncoding : undefined);
       pos = typeof offsetOrPosition === 'number' ? offsetOrPosition : null;
     } else {
+      if (data.byteLength === 0) return { bytesWritten: 0, buffer: data }; // Node answers without a write(2)
       const opts: WriteOptions = typeof offsetOrPosition === 'object' && offsetOrPosition !== null
         ? offsetOrPosition
         : defined({ offset: offsetOrPosition, length: typeof lengthOrEncoding === 'number' ? lengthOrEncoding : undefined, position });
@@ -155,6 +157,7 @@ export class FileHandle {
   /** Write all of `data` at the handle's position (at the end for an O_APPEND handle). */
   async writeFile(data: string | Uint8Array, options?: EncodingOption): Promise<void> {
     const bytes = toBytes(data, encodingOf(options));
+    if (bytes.byteLength === 0) return; // nothing to write: Node makes no write(2) either
     await withErrorContext({ syscall: 'write' }, () => this.#writeAt(bytes, undefined));
   }
 

@@ -68,6 +68,14 @@ interface Step {
   readonly name: string;
 }
 
+/** How `Volume.#walk` treats the end of a path and `.`/`..`. */
+interface WalkOptions {
+  /** A missing last component is not an error: the walk ends at its parent (open with O_CREAT). */
+  readonly create?: boolean;
+  /** `.` and `..` are text, needing no search permission (realpath(3)). */
+  readonly lexicalDots?: boolean;
+}
+
 /** Where a resolution ended (see `Volume.#walk`). */
 interface Walk {
   /** The directories walked from the root; the last is the target, or the parent for 'parent'/missing. */
@@ -297,7 +305,7 @@ export class Volume {
   /** The canonical absolute path inside the volume, every symlink resolved. */
   realpath(path: PathLike): Promise<string> {
     return this.#withLookups({ syscall: 'realpath', path: pathString(path) }, async (l) => {
-      const w = await this.#walk(l, pathString(path), 'follow');
+      const w = await this.#walk(l, pathString(path), 'follow', { lexicalDots: true });
       return `/${w.stack.slice(1).map((s) => s.name).join('/')}`;
     });
   }
@@ -514,11 +522,13 @@ export class Volume {
   /**
    * Resolve `path` by lookups. `final` says what to do with the last component: 'follow' a
    * symlink there, 'nofollow', or 'parent' (do not look it up: the walk ends at its parent
-   * directory and `name` is the component). With `allowMissing`, a missing last component
-   * (also at the end of a followed symlink) ends the walk at its parent with `missing` set.
+   * directory and `name` is the component). With `create`, a missing last component (also
+   * at the end of a followed symlink) ends the walk at its parent with `missing` set. With
+   * `lexicalDots`, `.` and `..` need no search permission (realpath(3) treats them as text).
    * Every lookup is recorded in `l`.
    */
-  async #walk(l: Lookups, path: string, final: 'follow' | 'nofollow' | 'parent', allowMissing = false): Promise<Walk> {
+  async #walk(l: Lookups, path: string, final: 'follow' | 'nofollow' | 'parent', opts: WalkOptions = {}): Promise<Walk> {
+    const allowMissing = opts.create === true;
     const { parts, dirOnly } = parsePath(path);
     const queue = [...parts];
     // A trailing slash follows the last component and demands a directory (the SLASH marker
@@ -534,17 +544,17 @@ export class Volume {
       const last = queue.length === 0;
       if (c === SLASH) continue;
       if (c === '.' || c === '..') {
-        await this.#search(cur.ino); // the kernel checks search permission on `.` and `..` too
+        if (!opts.lexicalDots) await this.#permit(cur.ino, AccessMode.X_OK); // the kernel checks `.` and `..` too
         if (c === '..' && stack.length > 1) stack.pop();
         name = null;
         continue;
       }
       if (last && final === 'parent') {
-        await this.#search(cur.ino); // the kernel checks the parent's search permission first
+        await this.#permit(cur.ino, AccessMode.X_OK); // the kernel checks the parent's search permission first
         return { stack, name: c, missing: false, dirOnly };
       }
       if (last && slashTail) {
-        await this.#search(cur.ino);
+        await this.#permit(cur.ino, AccessMode.X_OK);
         throw FsError.of('EISDIR');
       }
       let entry: Entry;
@@ -570,11 +580,15 @@ export class Volume {
     return { stack, name, missing: false, dirOnly };
   }
 
-  /** Search (execute) permission on directory `ino` for a non-root caller; EACCES if denied. */
-  async #search(ino: number): Promise<void> {
+  /**
+   * Permission checks the kernel makes where the Filesystem sees no call of its own (search
+   * on `.`, `..` and parents, read on a directory opened as a file): `access` for a non-root
+   * caller (root passes both), EACCES if denied; a Filesystem without `access` is trusted.
+   */
+  async #permit(ino: number, mask: number): Promise<void> {
     if (this.#ctx.uid === 0) return;
     try {
-      await this.#fs.access(this.#ctx, ino, AccessMode.X_OK);
+      await this.#fs.access(this.#ctx, ino, mask);
     } catch (e) {
       if (!isFsError(e, 'ENOSYS')) throw e;
     }
@@ -596,7 +610,7 @@ export class Volume {
     const { O_CREAT, O_EXCL, O_TRUNC, O_DIRECTORY, O_NOFOLLOW, O_ACCMODE, O_RDONLY } = OpenFlags;
     const creating = (flags & O_CREAT) !== 0;
     const follow = (flags & O_NOFOLLOW) === 0 && !(creating && (flags & O_EXCL) !== 0);
-    const w = await this.#walk(l, path, follow ? 'follow' : 'nofollow', creating);
+    const w = await this.#walk(l, path, follow ? 'follow' : 'nofollow', { create: creating });
     if (w.missing && w.name !== null) {
       const created = await this.#fs.create(this.#ctx, top(w).ino, w.name, S_IFREG | mode, flags);
       l.took(created.entry);
@@ -607,6 +621,7 @@ export class Volume {
     if (isSymlink(node.mode)) throw FsError.of('ELOOP');
     if (isDir(node.mode)) {
       if (creating || (flags & O_ACCMODE) !== O_RDONLY || (flags & O_TRUNC) !== 0) throw FsError.of('EISDIR');
+      await this.#permit(node.ino, AccessMode.R_OK);
       return { ino: node.ino, fh: undefined };
     }
     if ((flags & O_DIRECTORY) !== 0) throw FsError.of('ENOTDIR');

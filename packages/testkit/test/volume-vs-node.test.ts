@@ -8,7 +8,8 @@
 // Safety: nothing generated can leave the temp dir on the host. Paths have no `..`, symlink
 // targets are either absolute (mapped into the temp dir on the host) or relative without `..`;
 // the `..` property uses relative targets only and rewrites a root-level `..` (see hostForm).
-// Runs: 200 by default; LAYERFS_FC_RUNS raises it (the nightly size is 2000).
+// Runs: 200 per property by default; LAYERFS_FC_RUNS raises it (the nightly size is 2000);
+// LAYERFS_FC_SEED/LAYERFS_FC_PATH replay a reported counterexample.
 import { afterAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import * as fsp from 'node:fs/promises';
@@ -18,6 +19,11 @@ import { OpenFlags, Volume, processContext, typeOfMode, type FileType, type Requ
 import { MemoryLayer } from '../src/index.js';
 
 const RUNS = Number(process.env.LAYERFS_FC_RUNS ?? 200);
+/** Replay a reported failure: LAYERFS_FC_SEED and LAYERFS_FC_PATH from fast-check's report. */
+const REPLAY = process.env.LAYERFS_FC_SEED === undefined ? {} : {
+  seed: Number(process.env.LAYERFS_FC_SEED),
+  ...(process.env.LAYERFS_FC_PATH ? { path: process.env.LAYERFS_FC_PATH, endOnFailure: true } : {}),
+};
 const UMASK = 0o022;
 
 /** The two sides under comparison: a Volume and the host's fs/promises rooted at a temp dir. */
@@ -33,6 +39,9 @@ interface Side {
   /** Open (only the FileHandle calls the test makes are used). */
   open(path: string, flags: string | number): Promise<{
     write(data: string, position?: number | null): Promise<{ bytesWritten: number }>;
+    write(data: Buffer, offset: number, length: number, position: number | null): Promise<{ bytesWritten: number }>;
+    writeFile(data: string): Promise<void>;
+    sync(): Promise<void>;
     read(buf: Buffer, offset: number, length: number, position: number): Promise<{ bytesRead: number }>;
     stat(): Promise<{ size: number }>;
     truncate(len: number): Promise<void>;
@@ -219,6 +228,9 @@ async function apply(side: Side, op: Op): Promise<unknown> {
       try {
         for (const step of [
           async () => (await h.write(op.data, op.position)).bytesWritten,
+          async () => (await h.write(Buffer.from(op.data), 0, op.data.length, op.position)).bytesWritten,
+          async () => (await h.read(Buffer.alloc(0), 0, 0, 0)).bytesRead,
+          async () => { await h.writeFile(op.data); await h.sync(); return null; },
           async () => {
             const buf = Buffer.alloc(32);
             const { bytesRead } = await h.read(buf, 0, 32, 0);
@@ -355,7 +367,7 @@ async function agree(who: Identity, runs: number, ops: fc.Arbitrary<Op>): Promis
         made.pop();
       }
     }),
-    { numRuns: runs },
+    { numRuns: runs, ...REPLAY },
   );
 }
 
@@ -372,5 +384,10 @@ describe('Volume over MemoryLayer agrees with node:fs/promises', () => {
 
   it(`agrees on paths with \`.\` and \`..\` through relative symlinks (${RUNS} runs)`, async () => {
     await agree({ ctx: processContext(UMASK) }, RUNS, dotdotOpArb);
+  });
+
+  // Needs root, as above: search permission on `.` and `..` is checked as the kernel does.
+  it.skipIf(!isRoot)(`agrees on \`.\` and \`..\` as an unprivileged user (${RUNS} runs; root only)`, async () => {
+    await agree(unprivileged(), RUNS, dotdotOpArb.filter((op) => op.op !== 'access'));
   });
 });
