@@ -106,7 +106,7 @@ async function serve(req: MountRequest, io: CliIo): Promise<number> {
 function daemonise(args: readonly string[], io: CliIo): Promise<number> {
   const self = fileURLToPath(new URL('../bin/layerfs.js', import.meta.url));
   const child = spawn(process.execPath, [self, 'mount', '-f', '--ready-fd', '3', ...args], {
-    detached: true, stdio: ['ignore', 'ignore', 'inherit', 'pipe'],
+    detached: true, stdio: ['ignore', 'ignore', 'ignore', 'pipe'],
   });
   return new Promise((resolve) => {
     let text = '';
@@ -149,10 +149,7 @@ export async function main(argv: readonly string[], io: CliIo = defaultIo): Prom
       if (req.foreground) return await serve(req, io);
       // Check what can be checked before forking, so errors come straight back.
       await validateLayers(req);
-      const st = await probeMountpoint(req.mountpoint);
-      if (st.kind === 'missing') throw new CliError(`mountpoint ${req.mountpoint} does not exist`);
-      if (st.kind === 'not-directory') throw new CliError(`mountpoint ${req.mountpoint} is not a directory`);
-      if (st.kind === 'mounted') throw new CliError(`mountpoint ${req.mountpoint} is busy: ${st.mount.fstype} is mounted there (layerfs umount ${req.mountpoint})`);
+      await prepareMountpoint(req.mountpoint, io);
       return await daemonise(rest, io);
     }
     if (cmd === 'umount' || cmd === 'unmount') {

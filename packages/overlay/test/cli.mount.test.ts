@@ -1,0 +1,128 @@
+/**
+ * The `layerfs` command with real mounts (root, /dev/fuse): the daemon returns only once
+ * the mount is ready, `layerfs umount` ends it, a busy mount point is refused, a union
+ * without upper is read-only (EROFS), SIGTERM to a foreground mount unmounts and exits 0,
+ * and a stale mount left by a killed daemon is cleared by the next `layerfs mount`.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { spawn, execFile } from 'node:child_process';
+import * as fsp from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { findMount, unmountPath } from '@layerfs/fuse';
+import { mountSkip, sh, shResult, tempDir } from './cli-helpers.js';
+
+const execFileP = promisify(execFile);
+const pkg = fileURLToPath(new URL('..', import.meta.url));
+const bin = join(pkg, 'bin', 'layerfs.js');
+
+async function layerfs(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const r = await execFileP(process.execPath, [bin, ...args], { timeout: 30_000 });
+    return { code: 0, stdout: r.stdout, stderr: r.stderr };
+  } catch (e) {
+    const x = e as { code?: number; stdout?: string; stderr?: string };
+    return { code: typeof x.code === 'number' ? x.code : 1, stdout: x.stdout ?? '', stderr: x.stderr ?? '' };
+  }
+}
+
+async function waitFor(cond: () => Promise<boolean>, ms = 10_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await cond())) {
+    if (Date.now() > end) throw new Error('timed out waiting');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** Build dist/ when the CLI sources are newer (the bin runs from dist/). */
+async function ensureBuilt(): Promise<void> {
+  const m = async (p: string) => (await fsp.stat(p).catch(() => undefined))?.mtimeMs ?? 0;
+  const built = await m(join(pkg, 'dist', 'cli.js'));
+  const srcs = await Promise.all(['cli.ts', 'cli-args.ts', 'from-dirs.ts', 'overlay.ts'].map((f) => m(join(pkg, 'src', f))));
+  if (built === 0 || srcs.some((t) => t > built)) await execFileP('pnpm', ['exec', 'tsc', '-b', pkg], { cwd: join(pkg, '..', '..') });
+}
+
+describe.skipIf(mountSkip)('layerfs command with real mounts (needs root and /dev/fuse)', () => {
+  let dir: string;
+  let lower: string;
+  let upper: string;
+  let work: string;
+  let mnt: string;
+  const opts = () => `lowerdir=${lower},upperdir=${upper},workdir=${work}`;
+
+  beforeAll(async () => {
+    await ensureBuilt();
+    dir = await tempDir('cli-mount');
+    [lower, upper, work, mnt] = ['lower', 'upper', 'work', 'mnt'].map((n) => join(dir, n)) as [string, string, string, string];
+    for (const d of [lower, upper, work, mnt]) await fsp.mkdir(d);
+    await fsp.mkdir(join(lower, 'etc'));
+    await fsp.writeFile(join(lower, 'etc', 'hostname'), 'box\n');
+    await fsp.writeFile(join(lower, 'etc', 'motd'), 'hi\n');
+  }, 120_000);
+
+  afterAll(async () => {
+    if (await findMount(mnt)) await unmountPath(mnt, true).catch(() => undefined);
+    await fsp.rm(dir, { recursive: true, force: true });
+  });
+
+  it('daemonises once the mount is ready; copy-up and whiteout land in the upper; umount ends the daemon', async () => {
+    const r = await layerfs('mount', '-o', opts(), mnt);
+    expect(r).toMatchObject({ code: 0, stderr: '' });
+    expect(await fsp.readFile(join(mnt, 'etc', 'hostname'), 'utf8')).toBe('box\n');
+    await fsp.appendFile(join(mnt, 'etc', 'hostname'), 'more\n');
+    await fsp.unlink(join(mnt, 'etc', 'motd'));
+    expect((await fsp.readdir(join(mnt, 'etc'))).sort()).toEqual(['hostname']);
+    expect(await fsp.readFile(join(upper, 'etc', 'hostname'), 'utf8')).toBe('box\nmore\n');
+    const wh = await fsp.lstat(join(upper, 'etc', 'motd'));
+    expect([wh.isCharacterDevice(), wh.rdev]).toEqual([true, 0]);
+    expect(await fsp.readFile(join(lower, 'etc', 'hostname'), 'utf8')).toBe('box\n');
+
+    const busy = await layerfs('mount', '-o', opts(), mnt);
+    expect(busy.code).toBe(1);
+    expect(busy.stderr.trim()).toBe(`layerfs: mountpoint ${mnt} is busy: fuse.layerfs is mounted there (layerfs umount ${mnt})`);
+
+    expect((await layerfs('umount', mnt)).code).toBe(0);
+    expect(await findMount(mnt)).toBeUndefined();
+    await waitFor(async () => (await shResult(`pgrep -f -- ${JSON.stringify(`mount -f --ready-fd 3 -o ${opts()}`)}`)).code !== 0);
+  }, 60_000);
+
+  it('serves a union without upper read-only (EROFS)', async () => {
+    expect((await layerfs('mount', '-o', `lowerdir=${lower}`, mnt)).code).toBe(0);
+    try {
+      await expect(fsp.writeFile(join(mnt, 'x'), '')).rejects.toMatchObject({ code: 'EROFS' });
+      expect(await fsp.readFile(join(mnt, 'etc', 'motd'), 'utf8')).toBe('hi\n');
+    } finally {
+      await layerfs('umount', mnt);
+    }
+  }, 60_000);
+
+  it('unmounts and exits 0 on SIGTERM (foreground)', async () => {
+    const child = spawn(process.execPath, [bin, 'mount', '-f', '-o', opts(), mnt], { stdio: 'ignore' });
+    const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+    try {
+      await waitFor(async () => (await findMount(mnt)) !== undefined);
+      expect(await fsp.readFile(join(mnt, 'etc', 'hostname'), 'utf8')).toBe('box\nmore\n');
+      child.kill('SIGTERM');
+      expect(await exited).toBe(0);
+      expect(await findMount(mnt)).toBeUndefined();
+    } finally {
+      child.kill('SIGKILL');
+    }
+  }, 60_000);
+
+  it('clears a stale mount left by a killed daemon at the next mount', async () => {
+    const child = spawn(process.execPath, [bin, 'mount', '-f', '-o', opts(), mnt], { stdio: 'ignore' });
+    const exited = new Promise<void>((r) => child.on('exit', () => r()));
+    await waitFor(async () => (await findMount(mnt)) !== undefined);
+    child.kill('SIGKILL');
+    await exited;
+    expect(await findMount(mnt)).toBeDefined();
+    await expect(fsp.stat(join(mnt, 'etc'))).rejects.toMatchObject({ code: 'ENOTCONN' });
+    const r = await layerfs('mount', '-o', opts(), mnt);
+    expect(r.code).toBe(0);
+    expect(r.stderr.trim()).toBe(`layerfs: cleared a stale mount at ${mnt} (ENOTCONN)`);
+    expect(await sh(`cat ${JSON.stringify(join(mnt, 'etc', 'hostname'))}`)).toBe('box\nmore\n');
+    expect((await layerfs('umount', mnt)).code).toBe(0);
+  }, 60_000);
+});
