@@ -20,8 +20,8 @@ import { METRIC_ORDER, WORKLOADS } from './lib/workloads.mjs';
 const here = dirname(fileURLToPath(import.meta.url));
 const repo = join(here, '..');
 
-const FULL = { rounds: 3, files: 20000, bigMiB: 1024, appendFiles: 2000, unlinkFiles: 2000, untarFiles: 5000, createDirs: 100, createPerDir: 100, memSizes: [100000, 1000000] };
-const QUICK = { rounds: 1, files: 300, bigMiB: 16, appendFiles: 50, unlinkFiles: 50, untarFiles: 100, createDirs: 10, createPerDir: 20, memSizes: [2000] };
+const FULL = { settleMs: 3000, rounds: 3, files: 20000, bigMiB: 1024, appendFiles: 2000, unlinkFiles: 2000, untarFiles: 5000, createDirs: 100, createPerDir: 100, memSizes: [100000, 1000000] };
+const QUICK = { rounds: 1, files: 150, bigMiB: 16, appendFiles: 50, unlinkFiles: 50, untarFiles: 100, createDirs: 10, createPerDir: 20, memSizes: [1000], settleMs: 1000 };
 const INPROC_SYSTEMS = ['layerfs', 'zenfs'];
 
 const { values: a } = parseArgs({
@@ -51,6 +51,7 @@ const opts = {
   createPerDir: num(a['create-per-dir'], base.createPerDir),
   memSizes: listOpt(a['mem-sizes'], base.memSizes.map(String)).map(Number),
   workdir: a.workdir ?? '/var/tmp/lfsbench',
+  settleMs: base.settleMs,
 };
 opts.inprocRounds = num(a['inproc-rounds'], opts.rounds);
 const workloads = listOpt(a.workloads, Object.keys(WORKLOADS));
@@ -67,8 +68,8 @@ if (a.list) {
   process.exit(0);
 }
 
-const log = (m) => process.stderr.write(`${m}\n`);
 const t0run = Date.now();
+const log = (m) => process.stderr.write(`[+${((Date.now() - t0run) / 1000).toFixed(1).padStart(6)} s] ${m}\n`);
 const L = layout(opts.workdir, opts);
 await mkdir(L.base, { recursive: true });
 const prep = await prepare(L, opts, log);
@@ -139,7 +140,7 @@ async function measureMounted(wlName, sysName, round, where, extra = {}) {
   const scratch = join(where.runs, `${wlName}-${sysName}-r${round}`);
   await rm(scratch, { recursive: true, force: true });
   await mkdir(scratch, { recursive: true });
-  await run('sync', []);
+  if (!opts.quick) await run('sync', []);
   const natRoot = sysName === 'native' ? await nativeRoot(wl.native, where.lower, scratch) : undefined;
   const h = await SYSTEMS[sysName].open({ lower: where.lower, scratch, nativeRoot: natRoot, ...extra });
   try {
@@ -198,7 +199,7 @@ for (const wlName of inprocWl) {
         await rm(scratch, { recursive: true, force: true });
         await mkdir(join(scratch, 'upper'), { recursive: true });
         await mkdir(join(scratch, 'work'), { recursive: true });
-        await run('sync', []);
+        if (!opts.quick) await run('sync', []);
         const cfg = {
           lower: where.lower, upper: join(scratch, 'upper'), work: join(scratch, 'work'), hostLower: L.lower,
           files: prep.files, bigMiB: opts.bigMiB, createDirs: opts.createDirs, createPerDir: opts.createPerDir,
@@ -241,7 +242,7 @@ if (memAvail.length) {
       let h;
       try {
         h = await SYSTEMS[sysName].open({ lower: tree, scratch });
-        const r = await measureMemory(h, n);
+        const r = await measureMemory(h, n, opts.settleMs);
         results.memory.push({ system: sysName, ...r });
         log(`[memory ${n}] ${sysName}: ${fmtBytes(r.rssAfterFind)} after find, ${r.bytesPerInode.toFixed(0)} B/inode`);
       } catch (e) {

@@ -5,15 +5,15 @@
 import { writeFile } from 'node:fs/promises';
 import { rssOf, sleep, timeShell } from './util.mjs';
 
-async function forgetAll() {
+async function forgetAll(settleMs) {
   // Drops clean dentries and inodes system-wide: the kernel sends FORGET for every cached
   // FUSE inode. Harmless (caches refill), but it does touch the whole machine briefly.
   await writeFile('/proc/sys/vm/drop_caches', '2');
-  await sleep(3000);
+  await sleep(settleMs);
 }
 
 /** Measure one system's server process on a tree of `n` files; returns the figures. */
-export async function measureMemory(handle, n) {
+export async function measureMemory(handle, n, settleMs = 3000) {
   const pid = handle.pid;
   if (!pid) throw new Error('no server process to measure');
   await sleep(500);
@@ -22,11 +22,11 @@ export async function measureMemory(handle, n) {
   r.findMs = await timeShell(find, handle.root);
   r.rssAfterFind = rssOf(pid);
   r.bytesPerInode = (r.rssAfterFind - r.rssMounted) / n;
-  await forgetAll();
+  await forgetAll(settleMs);
   r.rssAfterForget1 = rssOf(pid);
   r.find2Ms = await timeShell(find, handle.root);
   r.rssAfterFind2 = rssOf(pid);
-  await forgetAll();
+  await forgetAll(settleMs);
   r.rssAfterForget2 = rssOf(pid);
   r.growthAfterCycle = r.rssAfterForget2 - r.rssAfterForget1;
   return r;
