@@ -31,7 +31,7 @@ const { values: a } = parseArgs({
     inproc: { type: 'string' }, 'inproc-systems': { type: 'string' }, memory: { type: 'string' },
     files: { type: 'string' }, 'big-mib': { type: 'string' }, 'append-files': { type: 'string' },
     'unlink-files': { type: 'string' }, 'untar-files': { type: 'string' }, 'create-dirs': { type: 'string' },
-    'create-per-dir': { type: 'string' }, 'mem-sizes': { type: 'string' }, workdir: { type: 'string' },
+    'create-per-dir': { type: 'string' }, 'mem-sizes': { type: 'string' }, 'mem-cycles': { type: 'string' }, workdir: { type: 'string' },
     'cpu-prof': { type: 'string' }, out: { type: 'string' }, 'prepare-only': { type: 'boolean' },
   },
 });
@@ -52,6 +52,7 @@ const opts = {
   memSizes: listOpt(a['mem-sizes'], base.memSizes.map(String)).map(Number),
   workdir: a.workdir ?? '/var/tmp/lfsbench',
   settleMs: base.settleMs,
+  memCycles: num(a['mem-cycles'], 2),
 };
 opts.inprocRounds = num(a['inproc-rounds'], opts.rounds);
 const workloads = listOpt(a.workloads, Object.keys(WORKLOADS));
@@ -242,9 +243,10 @@ if (memAvail.length) {
       let h;
       try {
         h = await SYSTEMS[sysName].open({ lower: tree, scratch });
-        const r = await measureMemory(h, n, opts.settleMs);
+        const r = await measureMemory(h, n, opts.settleMs, opts.memCycles);
         results.memory.push({ system: sysName, ...r });
-        log(`[memory ${n}] ${sysName}: ${fmtBytes(r.rssAfterFind)} after find, ${r.bytesPerInode.toFixed(0)} B/inode`);
+        log(`[memory ${n}] ${sysName}: ${fmtBytes(r.rssAfterFind)} after find (${fmtMs(r.findMs)}), ${r.bytesPerInode.toFixed(0)} B/inode, ${fmtBytes(r.rssAfterForget1)} after forget`);
+        save();
       } catch (e) {
         results.errors.push({ memory: n, system: sysName, error: String(e.message ?? e) });
         log(`[memory ${n}] ${sysName}: ERROR ${String(e.message ?? e).split('\n')[0]}`);

@@ -12,8 +12,8 @@ async function forgetAll(settleMs) {
   await sleep(settleMs);
 }
 
-/** Measure one system's server process on a tree of `n` files; returns the figures. */
-export async function measureMemory(handle, n, settleMs = 3000) {
+/** Measure one system's server process on a tree of `n` files (`cycles` find+forget rounds, 1 or 2). */
+export async function measureMemory(handle, n, settleMs = 3000, cycles = 2) {
   const pid = handle.pid;
   if (!pid) throw new Error('no server process to measure');
   await sleep(500);
@@ -24,6 +24,7 @@ export async function measureMemory(handle, n, settleMs = 3000) {
   r.bytesPerInode = (r.rssAfterFind - r.rssMounted) / n;
   await forgetAll(settleMs);
   r.rssAfterForget1 = rssOf(pid);
+  if (cycles < 2) return r;
   r.find2Ms = await timeShell(find, handle.root);
   r.rssAfterFind2 = rssOf(pid);
   await forgetAll(settleMs);
