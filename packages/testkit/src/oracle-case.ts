@@ -118,14 +118,14 @@ export function oracleTreeArb(layered: boolean, hardLinks = true, depth = 2): fc
   const white = fc.constant({ t: 'w' as const });
   const leaf: fc.Arbitrary<OracleNode> = fc.oneof(
     { weight: 6, arbitrary: file },
-    { weight: 1, arbitrary: symlink },
+    { weight: 2, arbitrary: symlink },
     ...(hardLinks ? [{ weight: 1, arbitrary: hard }] : []),
     ...(layered ? [{ weight: 2, arbitrary: white }] : []),
   );
   const dirOf = (d: number): fc.Arbitrary<OracleDir> => fc.dictionary(
     nameArb,
-    d <= 0 ? leaf : fc.oneof({ weight: 3, arbitrary: leaf }, { weight: 2, arbitrary: nodeDir(d - 1) }),
-    { maxKeys: 3, noNullPrototype: true },
+    d <= 0 ? leaf : fc.oneof({ weight: 1, arbitrary: leaf }, { weight: 1, arbitrary: nodeDir(d - 1) }),
+    { maxKeys: 3, noNullPrototype: true, size: 'max' },
   );
   const nodeDir = (d: number): fc.Arbitrary<OracleNode> => fc.record({
     t: fc.constant('d' as const), mode: dirModeArb, c: dirOf(d),
@@ -219,7 +219,7 @@ export function oracleCaseArb(opts: OracleGenOptions = {}): fc.Arbitrary<OracleC
   return fc.record({
     lowers,
     upper: oracleTreeArb(true, hard),
-    ops: fc.array(oracleOpArb(opts.excludeOps), { maxLength: opts.maxOps ?? 30 }),
+    ops: fc.array(oracleOpArb(opts.excludeOps), { maxLength: opts.maxOps ?? 30, size: 'max' }),
   }).map(normalizeCase);
 }
 

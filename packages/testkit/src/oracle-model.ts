@@ -238,6 +238,8 @@ export class OverlayModel {
     const pu = this.#upperDir(parent);
     const old = pu.entries.get(name);
     if (old?.kind === 'w' && node.kind === 'd') node.opaque = true;
+    // A new directory in a set-group-id directory inherits the bit.
+    if (node.kind === 'd' && (pu.mode & 0o2000)) node.mode |= 0o2000;
     pu.entries.set(name, node);
     pu.mtimeMs = NOW;
   }
@@ -253,6 +255,7 @@ export class OverlayModel {
   }
 
   #sameObject(a: OObj, b: OObj): boolean {
+    if (a.path.join('/') === b.path.join('/')) return true;
     if (a.upper || b.upper) return a.upper === b.upper;
     const la = a.lowers[0]!;
     // Lower non-dirs with several links get a new overlay inode per name (index=off).

@@ -26,6 +26,7 @@ export * from './oracle-case.js';
 export * from './oracle-target.js';
 export * from './oracle-host.js';
 export * from './oracle-model.js';
+export * from './oracle-memory.js';
 
 /** A running system under test: where to apply operations, and how to shut it down. */
 export interface SutHandle {
