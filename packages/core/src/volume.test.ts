@@ -418,6 +418,12 @@ describe('Volume I/O and FileHandle', () => {
     expect(await vol.readdir('/')).toEqual(['a', 'b', 'c', 'd', 'e', 'z']);
     const ents = await vol.readdir('/', { withFileTypes: true });
     expect(ents.map((d) => [d.name, d.isFile(), d.isDirectory(), d.parentPath])).toContainEqual(['z', false, true, '/']);
+    await vol.mkdir('/z/y/x', { recursive: true });
+    await vol.writeFile('/z/y/f', '');
+    await vol.symlink('/z', '/z/y/loop'); // listed, not descended
+    expect((await vol.readdir('/z', { recursive: true })).sort()).toEqual(['y', 'y/f', 'y/loop', 'y/x']);
+    const deep = await vol.readdir('/z/', { recursive: true, withFileTypes: true });
+    expect(deep.map((d) => `${d.parentPath}|${d.name}`).sort()).toEqual(['/z/y|f', '/z/y|loop', '/z/y|x', '/z/|y']);
   });
 });
 

@@ -53,6 +53,13 @@ export interface StatOptions {
 }
 /** `mkdir` options (or just the mode). */
 export type MakeDirectoryOptions = { recursive?: boolean; mode?: number | string } | number | string;
+/** `readdir` options. */
+export interface ReaddirOptions {
+  /** Return `Dirent`s instead of names. */
+  withFileTypes?: boolean;
+  /** List subdirectories too (names relative to the path listed). */
+  recursive?: boolean;
+}
 /** `rm` options. */
 export interface RmOptions {
   /** Remove directories and their contents. */
@@ -312,20 +319,34 @@ export class Volume {
 
   // ---- directories ----------------------------------------------------------------------
 
-  /** The names in a directory; with `withFileTypes`, `Dirent`s. Order is the filesystem's. */
-  readdir(path: PathLike, options?: { withFileTypes?: false } | BufferEncoding | null): Promise<string[]>;
-  /** The entries of a directory as `Dirent`s. */
-  readdir(path: PathLike, options: { withFileTypes: true }): Promise<Dirent[]>;
-  readdir(path: PathLike, options?: { withFileTypes?: boolean } | BufferEncoding | null): Promise<string[] | Dirent[]> {
+  /**
+   * The names in a directory; with `withFileTypes`, `Dirent`s; with `recursive`, also those
+   * of every subdirectory (names relative to `path`; symlinks are listed, not descended).
+   * Order is the filesystem's.
+   */
+  readdir(path: PathLike, options?: { withFileTypes?: false; recursive?: boolean } | BufferEncoding | null): Promise<string[]>;
+  /** The entries of a directory (and with `recursive` of its subdirectories) as `Dirent`s. */
+  readdir(path: PathLike, options: { withFileTypes: true; recursive?: boolean }): Promise<Dirent[]>;
+  async readdir(path: PathLike, options?: ReaddirOptions | BufferEncoding | null): Promise<string[] | Dirent[]> {
     const p = pathString(path);
-    const withTypes = typeof options === 'object' && options !== null && options.withFileTypes === true;
-    return this.#at('scandir', p, 'follow', async (n) => {
-      if (!isDir(n.mode)) throw FsError.of('ENOTDIR');
-      const entries = await this.#list(n.ino);
-      return withTypes ? entries.map((e) => new Dirent(e.name, p, e.type)) : entries.map((e) => e.name);
-    });
+    const o = typeof options === 'object' && options !== null ? options : {};
+    const first = await this.#listAt(p);
+    if (!o.recursive) return o.withFileTypes ? first.map((e) => new Dirent(e.name, p, e.type)) : first.map((e) => e.name);
+    // Node's order: a directory's entries, then (last listed first) each subdirectory's.
+    const names: string[] = [];
+    const dirents: Dirent[] = [];
+    const queue: Array<[string, DirEntry[]]> = [[p, first]];
+    for (let next = queue.pop(); next !== undefined; next = queue.pop()) {
+      const [dir, entries] = next;
+      for (const e of entries) {
+        const child = posix.join(dir, e.name);
+        names.push(posix.relative(posix.join(p), child));
+        dirents.push(new Dirent(e.name, dir, e.type));
+        if (e.type === 'directory') queue.push([child, await this.#listAt(child)]);
+      }
+    }
+    return o.withFileTypes ? dirents : names;
   }
-
   /**
    * Make a directory (mode default 0o777, less the umask). With `recursive`, make missing
    * parents too and return the first directory made (a prefix of the path as given, as
@@ -636,6 +657,14 @@ export class Volume {
       }
     }
     return { ino: node.ino, fh };
+  }
+
+  /** Every entry of the directory at `path` (ENOTDIR for anything else), as a 'scandir'. */
+  #listAt(path: string): Promise<DirEntry[]> {
+    return this.#at('scandir', path, 'follow', async (n) => {
+      if (!isDir(n.mode)) throw FsError.of('ENOTDIR');
+      return this.#list(n.ino);
+    });
   }
 
   /** Every entry of directory `ino`, through opendir/readdir/releasedir. */

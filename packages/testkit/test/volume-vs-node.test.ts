@@ -55,7 +55,7 @@ type Op =
   | { op: 'writeFile'; path: string; data: string; flag: 'w' | 'wx' | 'a'; mode: number | undefined }
   | { op: 'appendFile'; path: string; data: string }
   | { op: 'readFile'; path: string }
-  | { op: 'readdir'; path: string; withFileTypes: boolean }
+  | { op: 'readdir'; path: string; withFileTypes: boolean; recursive: boolean }
   | { op: 'rename'; path: string; dest: string }
   | { op: 'unlink'; path: string }
   | { op: 'rmdir'; path: string }
@@ -96,7 +96,7 @@ function opsOf(pathArb: fc.Arbitrary<string>, targetArb: fc.Arbitrary<string>): 
     },
     fc.record({ op: fc.constant('appendFile' as const), path: pathArb, data: dataArb }),
     { weight: 2, arbitrary: fc.record({ op: fc.constant('readFile' as const), path: pathArb }) },
-    { weight: 2, arbitrary: fc.record({ op: fc.constant('readdir' as const), path: pathArb, withFileTypes: fc.boolean() }) },
+    { weight: 2, arbitrary: fc.record({ op: fc.constant('readdir' as const), path: pathArb, withFileTypes: fc.boolean(), recursive: fc.boolean() }) },
     { weight: 2, arbitrary: fc.record({ op: fc.constant('rename' as const), path: pathArb, dest: pathArb }) },
     fc.record({ op: fc.constant('unlink' as const), path: pathArb }),
     fc.record({ op: fc.constant('rmdir' as const), path: pathArb }),
@@ -191,9 +191,10 @@ async function apply(side: Side, op: Op): Promise<unknown> {
     case 'readFile': return fs.readFile(p, 'utf8');
     case 'readdir':
       if (op.withFileTypes) {
-        return (await fs.readdir(p, { withFileTypes: true }))
-          .map((d) => [d.name, d.isFile(), d.isDirectory(), d.isSymbolicLink()]).sort();
+        return (await fs.readdir(p, { withFileTypes: true, recursive: op.recursive }))
+          .map((d) => [unmap(side, d.parentPath), d.name, d.isFile(), d.isDirectory(), d.isSymbolicLink()]).sort();
       }
+      // Recursive names only without types: Node's names mode descends symlinked directories, a Volume does not.
       return (await fs.readdir(p)).sort();
     case 'rename': return fs.rename(p, side.p(op.dest));
     case 'unlink': return fs.unlink(p);
