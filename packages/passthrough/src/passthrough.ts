@@ -799,9 +799,18 @@ export class PassthroughLayer implements Layer {
     }
   }
 
-  /** Replace `from` (and everything below it) by `to` in every record's paths. */
-  private movePaths(from: string, to: string, subtree: boolean): void {
+  /**
+   * Replace `from` (and, for a directory, everything below it) by `to` in the records'
+   * paths. A non-directory only touches its own record (`key`); a directory scans them all.
+   */
+  private movePaths(from: string, to: string, subtree: boolean, key?: string): void {
     const prefix = from + '/';
+    if (!subtree && key !== undefined) {
+      const rid = this.table.byIdentity(key);
+      const n = rid === undefined ? undefined : this.table.get(rid)!.value;
+      if (n && n.fixedFd === undefined) n.paths = n.paths.map((p) => (p === from ? to : p));
+      return;
+    }
     for (const r of this.table.records()) {
       const n = r.value;
       if (n.fixedFd !== undefined) continue;
@@ -888,9 +897,9 @@ export class PassthroughLayer implements Layer {
         this.cache.deleteTree(oldPath);
         this.cache.deleteTree(dstPath);
         const tmp = '\u0001exchange';
-        this.movePaths(oldPath, tmp, srcDir);
-        this.movePaths(dstPath, oldPath, dstDir);
-        this.movePaths(tmp, dstPath, srcDir);
+        this.movePaths(oldPath, tmp, srcDir, keyOf(src.st));
+        this.movePaths(dstPath, oldPath, dstDir, keyOf(dst!.st));
+        this.movePaths(tmp, dstPath, srcDir, keyOf(src.st));
         return;
       }
       // One side is an OCI marker: move the real object over, then the marker back.
@@ -901,9 +910,9 @@ export class PassthroughLayer implements Layer {
       libc.renameat2(real.fd, real.stored, real.toFd, real.toName, NOREPLACE);
       const realTo = join(real.toFd === pfd ? sd.path : nd.path, real.toName);
       this.cache.deleteTree(real.path);
-      this.movePaths(real.path, realTo, real.dir);
+      this.movePaths(real.path, realTo, real.dir, keyOf(srcMarker ? dst!.st : src.st));
       libc.renameat2(marker.fd, marker.stored, marker.toFd, marker.toName, NOREPLACE);
-      this.movePaths(marker.path, join(marker.toFd === pfd ? sd.path : nd.path, marker.toName), false);
+      this.movePaths(marker.path, join(marker.toFd === pfd ? sd.path : nd.path, marker.toName), false, keyOf(srcMarker ? src.st : dst!.st));
       return;
     }
     if (srcMarker && dst && !dstMarker) {
@@ -918,7 +927,7 @@ export class PassthroughLayer implements Layer {
       libc.renameat2(pfd, src.stored, npfd, dstMarker ? dst!.stored : newStored, hostFlags);
     }
     this.cache.deleteTree(oldPath);
-    this.movePaths(oldPath, newPath, srcDir);
+    this.movePaths(oldPath, newPath, srcDir, keyOf(src.st));
     if (ociWhiteout) {
       const marker = OCI_WHITEOUT_PREFIX + name;
       const fd = libc.openat(pfd, marker, O.WRONLY | O.CREAT | O.EXCL | O.NOFOLLOW, 0);
