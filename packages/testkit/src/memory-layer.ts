@@ -48,7 +48,7 @@ export interface MemNode {
   /** Hard links (directories: 2 + subdirectories; 0 once removed). */
   readonly nlink: number;
   /** File data (regular files). */
-  readonly data?: Uint8Array;
+  readonly data?: FileData;
   /** Symlink target. */
   readonly target?: string;
   /** Directory entries: stored name → node id. */
@@ -69,8 +69,10 @@ export interface MemNode {
 
 /** The whole state of a MemoryLayer: cheap to keep (immutable, structurally shared). */
 export interface MemSnapshot {
-  /** Every node by id. */
-  readonly nodes: ReadonlyMap<number, MemNode>;
+  /** Every node by id, in buckets of 256 ids (so a change copies two small maps, not all). */
+  readonly nodes: ReadonlyMap<number, ReadonlyMap<number, MemNode>>;
+  /** Number of nodes stored. */
+  readonly nodeCount: number;
   /** The next node id to hand out. */
   readonly nextId: number;
   /** The work directory's node id (not reachable from the root), if any. */
@@ -121,9 +123,121 @@ const XATTR_NAME_MAX = 255;
 const SYMLINK_MAX = 4095;
 const TOTAL_BLOCKS = 1 << 20;
 const TOTAL_FILES = 1 << 20;
-const EMPTY = new Uint8Array(0);
+const CHUNK = 65536;
+
+/**
+ * File contents as immutable 64 KiB chunks (a missing chunk is a hole of zeros), so a write
+ * copies only the chunks it touches and snapshots share the rest. Bytes of the last chunk
+ * beyond `size` are always zero.
+ */
+export interface FileData {
+  /** Length in bytes. */
+  readonly size: number;
+  /** Chunk i holds bytes [i·65536, (i+1)·65536); undefined = zeros. */
+  readonly chunks: readonly (Uint8Array | undefined)[];
+}
+
+const EMPTY: FileData = { size: 0, chunks: [] };
+
+/** Bytes [pos, pos+len) of `d` (clipped at the end). */
+export function readFileData(d: FileData, pos: number, len: number): Uint8Array {
+  const end = Math.min(d.size, pos + len);
+  if (end <= pos) return new Uint8Array(0);
+  const out = new Uint8Array(end - pos);
+  for (let off = pos; off < end;) {
+    const i = Math.floor(off / CHUNK);
+    const within = off - i * CHUNK;
+    const n = Math.min(CHUNK - within, end - off);
+    const c = d.chunks[i];
+    if (c) out.set(c.subarray(within, within + n), off - pos);
+    off += n;
+  }
+  return out;
+}
+
+/** `d` with `buf` written at `pos` (zero-filling any gap). */
+function writeFileData(d: FileData, buf: Uint8Array, pos: number): FileData {
+  const end = pos + buf.length;
+  const chunks = d.chunks.slice();
+  for (let off = pos; off < end;) {
+    const i = Math.floor(off / CHUNK);
+    const within = off - i * CHUNK;
+    const n = Math.min(CHUNK - within, end - off);
+    const c = new Uint8Array(CHUNK);
+    const old = chunks[i];
+    if (old) c.set(old);
+    c.set(buf.subarray(off - pos, off - pos + n), within);
+    chunks[i] = c;
+    off += n;
+  }
+  return { size: Math.max(d.size, end), chunks };
+}
+
+/** `d` with bytes [start, end) zeroed (whole chunks become holes). */
+function zeroFileData(d: FileData, start: number, end: number): FileData {
+  const stop = Math.min(end, d.size);
+  if (stop <= start) return d;
+  const chunks = d.chunks.slice();
+  for (let off = start; off < stop;) {
+    const i = Math.floor(off / CHUNK);
+    const within = off - i * CHUNK;
+    const n = Math.min(CHUNK - within, stop - off);
+    const old = chunks[i];
+    if (old) {
+      if (n === CHUNK) chunks[i] = undefined;
+      else {
+        const c = old.slice();
+        c.fill(0, within, within + n);
+        chunks[i] = c;
+      }
+    }
+    off += n;
+  }
+  return { size: d.size, chunks };
+}
+
+/** `d` cut or extended (with zeros) to `size`. */
+function resizeFileData(d: FileData, size: number): FileData {
+  if (size >= d.size) return { size, chunks: d.chunks };
+  const cut = zeroFileData(d, size, d.size);
+  return { size, chunks: cut.chunks.slice(0, Math.ceil(size / CHUNK)) };
+}
 const OPAQUE_XATTRS = [OPAQUE_XATTR, OPAQUE_XATTR_USER, OPAQUE_XATTR_FUSE_OVERLAYFS] as const;
 let nextDev = 0x4d00;
+
+function bucketOf(id: number): number {
+  return Math.floor(id / 256);
+}
+
+/** The node `id` of a snapshot, if stored. */
+export function snapshotNode(s: MemSnapshot, id: number): MemNode | undefined {
+  return s.nodes.get(bucketOf(id))?.get(id);
+}
+
+/** Every node of a snapshot. */
+export function* snapshotNodes(s: MemSnapshot): IterableIterator<MemNode> {
+  for (const b of s.nodes.values()) yield* b.values();
+}
+
+function dget(d: DState, id: number): DNode | undefined {
+  return d.nodes.get(bucketOf(id))?.get(id);
+}
+
+function dset(d: DState, n: MemNode): void {
+  const key = bucketOf(n.id);
+  if (!d.nodes.has(key)) d.nodes.set(key, new Map());
+  const b = d.nodes.get(key)!;
+  if (!b.has(n.id)) d.nodeCount++;
+  b.set(n.id, castDraft(n));
+}
+
+function ddelete(d: DState, id: number): void {
+  const key = bucketOf(id);
+  const b = d.nodes.get(key);
+  if (!b || !b.delete(id)) return;
+  d.nodeCount--;
+  if (b.size === 0) d.nodes.delete(key);
+}
 
 function err(code: ErrnoCode, detail?: string): FsError {
   return FsError.of(code, detail);
@@ -141,7 +255,7 @@ function killPriv(mode: number): number {
 }
 
 function sizeOf(n: MemNode): number {
-  if (n.data) return n.data.length;
+  if (n.data) return n.data.size;
   if (n.target !== undefined) return Buffer.byteLength(n.target);
   if (isDir(n)) return BLOCK;
   return 0;
@@ -186,7 +300,7 @@ export class MemoryLayer implements Layer {
       state = produce(options.snapshot, (d) => {
         d.whiteoutFormat = this.whiteoutFormat;
         d.userxattr = this.userxattr;
-        for (const [id, n] of d.nodes) if (n.nlink === 0 && id !== ROOT_INO && id !== d.workId) d.nodes.delete(id);
+        for (const n of snapshotNodes(options.snapshot!)) if (n.nlink === 0 && n.id !== ROOT_INO && n.id !== d.workId) ddelete(d, n.id);
       });
     } else {
       const now = nowTimespec();
@@ -194,13 +308,13 @@ export class MemoryLayer implements Layer {
         ...emptyNode(ROOT_INO, S_IFDIR | ((options.rootMode ?? 0o755) & 0o7777), options.rootUid ?? 0, options.rootGid ?? 0, now),
         nlink: 2, entries: new Map(), parent: ROOT_INO,
       };
-      state = { nodes: new Map([[ROOT_INO, root]]), nextId: ROOT_INO + 1, whiteoutFormat: this.whiteoutFormat, userxattr: this.userxattr };
+      state = { nodes: new Map([[bucketOf(ROOT_INO), new Map([[ROOT_INO, root]])]]), nodeCount: 1, nextId: ROOT_INO + 1, whiteoutFormat: this.whiteoutFormat, userxattr: this.userxattr };
     }
     if (wantWork && state.workId === undefined) {
       state = produce(state, (d) => {
         const id = d.nextId++;
         const now = nowTimespec();
-        d.nodes.set(id, castDraft<MemNode>({ ...emptyNode(id, S_IFDIR | 0o700, 0, 0, now), nlink: 2, entries: new Map(), parent: id }));
+        dset(d, { ...emptyNode(id, S_IFDIR | 0o700, 0, 0, now), nlink: 2, entries: new Map(), parent: id });
         d.workId = id;
       });
     }
@@ -252,7 +366,7 @@ export class MemoryLayer implements Layer {
 
   /** Number of nodes stored (linked or still referenced), root and work dir included. */
   get storedNodes(): number {
-    return this.state.nodes.size;
+    return this.state.nodeCount;
   }
 
   // ---- internals -------------------------------------------------------------------------
@@ -269,7 +383,7 @@ export class MemoryLayer implements Layer {
 
   /** The node of a referenced ino (a lookup held, an open handle, root or work dir). */
   private inode(ino: number): MemNode {
-    const n = this.state.nodes.get(ino);
+    const n = snapshotNode(this.state, ino);
     if (!n || (!this.table.get(ino) && !this.openCount.get(ino))) throw new FsError('ESTALE', { detail: `inode ${ino} is not known` });
     return n;
   }
@@ -281,7 +395,7 @@ export class MemoryLayer implements Layer {
   }
 
   private node(id: number): MemNode {
-    const n = this.state.nodes.get(id);
+    const n = snapshotNode(this.state, id);
     if (!n) throw new FsError('EIO', { detail: `dangling node ${id}` });
     return n;
   }
@@ -295,12 +409,12 @@ export class MemoryLayer implements Layer {
     if (this.whiteoutFormat === 'oci') {
       if (name.startsWith(OCI_WHITEOUT_PREFIX)) return undefined;
       const id = entries.get(name);
-      if (id !== undefined) return { stored: name, id, whiteout: isChardevWhiteout(state.nodes.get(id)!) };
+      if (id !== undefined) return { stored: name, id, whiteout: isChardevWhiteout(snapshotNode(state, id)!) };
       const wid = entries.get(OCI_WHITEOUT_PREFIX + name);
       return wid === undefined ? undefined : { stored: OCI_WHITEOUT_PREFIX + name, id: wid, whiteout: true };
     }
     const id = entries.get(name);
-    return id === undefined ? undefined : { stored: name, id, whiteout: isChardevWhiteout(state.nodes.get(id)!) };
+    return id === undefined ? undefined : { stored: name, id, whiteout: isChardevWhiteout(snapshotNode(state, id)!) };
   }
 
   private storedName(name: string, whiteout: boolean, id: number): string {
@@ -331,9 +445,9 @@ export class MemoryLayer implements Layer {
 
   private maybeFree(id: number): void {
     if (id === ROOT_INO || id === this.workIno) return;
-    const n = this.state.nodes.get(id);
+    const n = snapshotNode(this.state, id);
     if (!n || n.nlink > 0 || this.table.get(id) || this.openCount.get(id)) return;
-    this.mutate((d) => { d.nodes.delete(id); });
+    this.mutate((d) => { ddelete(d, id); });
   }
 
   private newId(d: DState): number {
@@ -341,7 +455,7 @@ export class MemoryLayer implements Layer {
   }
 
   private dnode(d: DState, id: number): DNode {
-    return d.nodes.get(id)!;
+    return dget(d, id)!;
   }
 
   /** Search permission on `dir`, and ENOENT when it was removed. */
@@ -366,7 +480,7 @@ export class MemoryLayer implements Layer {
       const id = this.newId(d);
       const now = nowTimespec();
       const n = build(id, p, now);
-      d.nodes.set(id, castDraft<MemNode>(n));
+      dset(d, n);
       const dp = this.dnode(d, parent);
       dp.entries!.set(name, id);
       dp.mtime = now; dp.ctime = now;
@@ -427,12 +541,7 @@ export class MemoryLayer implements Layer {
   private writeData(ctx: RequestContext, id: number, data: Uint8Array, pos: number): void {
     this.mutate((d) => {
       const n = this.dnode(d, id);
-      const old = n.data ?? EMPTY;
-      const end = pos + data.length;
-      const next = new Uint8Array(Math.max(old.length, end));
-      next.set(old);
-      next.set(data, pos);
-      n.data = next;
+      n.data = castDraft(writeFileData(n.data ?? EMPTY, data, pos));
       const now = nowTimespec();
       n.mtime = now; n.ctime = now;
       if (ctx.uid !== 0) n.mode = killPriv(n.mode);
@@ -453,7 +562,7 @@ export class MemoryLayer implements Layer {
     }
     names.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
     return names.map(({ name, slot }, i) => {
-      const n = state.nodes.get(slot.id)!;
+      const n = snapshotNode(state, slot.id)!;
       const e: DirEntry = { name, ino: slot.id, type: typeOfMode(n.mode), offset: i + 1 };
       return slot.whiteout ? { ...e, whiteout: true } : e;
     });
@@ -534,10 +643,7 @@ export class MemoryLayer implements Layer {
       const dn = this.dnode(d, ino);
       const now = nowTimespec();
       if (changes.size !== undefined) {
-        const old = dn.data ?? EMPTY;
-        const next = new Uint8Array(changes.size);
-        next.set(old.subarray(0, Math.min(old.length, changes.size)));
-        dn.data = next;
+        dn.data = castDraft(resizeFileData(dn.data ?? EMPTY, changes.size));
         dn.mtime = now;
         if (!root) dn.mode = killPriv(dn.mode);
       }
@@ -659,7 +765,7 @@ export class MemoryLayer implements Layer {
     let cur = id;
     for (;;) {
       if (cur === ancestor) return true;
-      const n = this.state.nodes.get(cur);
+      const n = snapshotNode(this.state, cur);
       if (!n || n.parent === undefined || n.parent === cur) return false;
       cur = n.parent;
     }
@@ -741,10 +847,10 @@ export class MemoryLayer implements Layer {
         if (flags & WHITEOUT) {
           const id = this.newId(d);
           if (this.whiteoutFormat === 'oci') {
-            d.nodes.set(id, castDraft<MemNode>({ ...emptyNode(id, S_IFREG, ctx.uid, ctx.gid, now), data: EMPTY }));
+            dset(d, { ...emptyNode(id, S_IFREG, ctx.uid, ctx.gid, now), data: EMPTY });
             dp.entries!.set(OCI_WHITEOUT_PREFIX + name, id);
           } else {
-            d.nodes.set(id, castDraft<MemNode>(emptyNode(id, S_IFCHR, ctx.uid, ctx.gid, now)));
+            dset(d, emptyNode(id, S_IFCHR, ctx.uid, ctx.gid, now));
             dp.entries!.set(name, id);
           }
         }
@@ -804,7 +910,7 @@ export class MemoryLayer implements Layer {
       this.mutate((d) => {
         const dn = this.dnode(d, n.id);
         const now = nowTimespec();
-        dn.data = EMPTY;
+        dn.data = castDraft(EMPTY);
         dn.mtime = now; dn.ctime = now;
         if (ctx.uid !== 0) dn.mode = killPriv(dn.mode);
       });
@@ -847,8 +953,7 @@ export class MemoryLayer implements Layer {
     if (isDir(n)) throw err('EISDIR');
     if (!isReg(n)) throw err('EINVAL');
     if (position < 0 || length < 0) throw err('EINVAL');
-    const data = n.data ?? EMPTY;
-    return data.slice(Math.min(position, data.length), Math.min(position + length, data.length));
+    return readFileData(n.data ?? EMPTY, position, length);
   }
 
   /** Write to an open file (at the end for O_APPEND handles), zero-filling any gap. */
@@ -900,7 +1005,7 @@ export class MemoryLayer implements Layer {
     }
     const out = h.listing.slice(offset);
     if (!plus) return out;
-    return out.map((e) => ({ ...e, attr: this.attrOf(this.state.nodes.get(e.ino) ?? h.state.nodes.get(e.ino)!) }));
+    return out.map((e) => ({ ...e, attr: this.attrOf(snapshotNode(this.state, e.ino) ?? snapshotNode(h.state, e.ino)!) }));
   }
 
   /** Free a directory handle. */
@@ -918,10 +1023,10 @@ export class MemoryLayer implements Layer {
   async statfs(_ctx: RequestContext, ino: number): Promise<StatFs> {
     this.inode(ino);
     let used = 0;
-    for (const n of this.state.nodes.values()) used += Math.ceil(sizeOf(n) / BLOCK);
+    for (const n of snapshotNodes(this.state)) used += Math.ceil(sizeOf(n) / BLOCK);
     return {
       bsize: BLOCK, frsize: BLOCK, blocks: TOTAL_BLOCKS, bfree: TOTAL_BLOCKS - used, bavail: TOTAL_BLOCKS - used,
-      files: TOTAL_FILES, ffree: TOTAL_FILES - this.state.nodes.size, namemax: 255,
+      files: TOTAL_FILES, ffree: TOTAL_FILES - this.state.nodeCount, namemax: 255,
     };
   }
 
@@ -1013,15 +1118,13 @@ export class MemoryLayer implements Layer {
     this.ro();
     const old = n.data ?? EMPTY;
     const end = offset + length;
-    const newSize = (mode & KEEP_SIZE) ? old.length : Math.max(old.length, end);
+    const newSize = (mode & KEEP_SIZE) ? old.size : Math.max(old.size, end);
     const zero = (mode & (PUNCH_HOLE | ZERO_RANGE)) !== 0;
-    if (newSize === old.length && !zero) return;
+    if (newSize === old.size && !zero) return;
     this.mutate((d) => {
       const dn = this.dnode(d, ino);
-      const next = new Uint8Array(newSize);
-      next.set(old.subarray(0, Math.min(old.length, newSize)));
-      if (zero) next.fill(0, Math.min(offset, newSize), Math.min(end, newSize));
-      dn.data = next;
+      const grown = resizeFileData(old, newSize);
+      dn.data = castDraft(zero ? zeroFileData(grown, offset, end) : grown);
       const now = nowTimespec();
       dn.mtime = now; dn.ctime = now;
       if (ctx.uid !== 0) dn.mode = killPriv(dn.mode);
@@ -1070,8 +1173,7 @@ export class MemoryLayer implements Layer {
     if (offIn < 0 || offOut < 0 || length < 0) throw err('EINVAL');
     if (inoIn === inoOut && offIn < offOut + length && offOut < offIn + length) throw err('EINVAL');
     this.ro();
-    const data = ni.data ?? EMPTY;
-    const chunk = data.slice(Math.min(offIn, data.length), Math.min(offIn + length, data.length));
+    const chunk = readFileData(ni.data ?? EMPTY, offIn, length);
     if (chunk.length === 0) return 0;
     this.writeData(ctx, inoOut, chunk, offOut);
     return chunk.length;
@@ -1096,9 +1198,9 @@ export class MemoryLayer implements Layer {
     this.mutate((d) => {
       const id = this.newId(d);
       const now = nowTimespec();
-      d.nodes.set(id, castDraft<MemNode>(this.whiteoutFormat === 'oci'
+      dset(d, this.whiteoutFormat === 'oci'
         ? { ...emptyNode(id, S_IFREG, ctx.uid, ctx.gid, now), data: EMPTY }
-        : emptyNode(id, S_IFCHR, ctx.uid, ctx.gid, now)));
+        : emptyNode(id, S_IFCHR, ctx.uid, ctx.gid, now));
       const dp = this.dnode(d, parent);
       dp.entries!.set(stored, id);
       dp.mtime = now; dp.ctime = now;
@@ -1142,7 +1244,7 @@ export class MemoryLayer implements Layer {
         if (this.whiteoutFormat === 'oci') {
           if (!dn.entries!.has(OCI_OPAQUE_MARKER)) {
             const id = this.newId(d);
-            d.nodes.set(id, castDraft<MemNode>({ ...emptyNode(id, S_IFREG, ctx.uid, ctx.gid, now), data: EMPTY }));
+            dset(d, { ...emptyNode(id, S_IFREG, ctx.uid, ctx.gid, now), data: EMPTY });
             dn.entries!.set(OCI_OPAQUE_MARKER, id);
             dn.mtime = now;
           }

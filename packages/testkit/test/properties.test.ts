@@ -4,7 +4,7 @@
 // Runs fcRuns(200) cases each; LAYERFS_FC_RUNS=5000 makes a nightly-size run.
 import fc from 'fast-check';
 import { describe, it } from 'vitest';
-import { InodeTable, ROOT_CONTEXT } from '@layerfs/core';
+import { FallocateMode, InodeTable, OpenFlags, ROOT_CONTEXT, ROOT_INO } from '@layerfs/core';
 import { FsModel, MemoryLayer, checkInodeTable, dump, fcRuns, fsCommands, releaseAll, runModel, type ModelReal } from '../src/index.js';
 
 type TableOp = { op: 'acquire'; key: string } | { op: 'forget'; key: string; n: number } | { op: 'forgetUnknown'; ino: number };
@@ -84,6 +84,65 @@ describe('MemoryLayer snapshots', () => {
       const seeded = MemoryLayer.fromSnapshot(snap, { writable: false });
       if (JSON.stringify(await dump(seeded, { owners: true })) !== JSON.stringify(expected)) throw new Error('snapshot changed after later operations');
       if (seeded.liveInodes() !== 1 || fs.liveInodes() !== 1) throw new Error('lookups leaked');
+    }), { numRuns: fcRuns(200) });
+  });
+});
+
+type DataOp =
+  | { op: 'write'; pos: number; len: number; byte: number }
+  | { op: 'truncate'; size: number }
+  | { op: 'punch'; pos: number; len: number }
+  | { op: 'alloc'; pos: number; len: number; keep: boolean };
+
+describe('MemoryLayer file data (64 KiB chunks)', () => {
+  it('random pwrite/truncate/punch/fallocate across chunk boundaries agree with a flat byte array', async () => {
+    const pos = fc.integer({ min: 0, max: 300_000 });
+    const len = fc.integer({ min: 1, max: 140_000 });
+    const ops = fc.array(fc.oneof(
+      fc.record({ op: fc.constant('write' as const), pos, len, byte: fc.integer({ min: 1, max: 255 }) }),
+      fc.record({ op: fc.constant('truncate' as const), size: pos }),
+      fc.record({ op: fc.constant('punch' as const), pos, len }),
+      fc.record({ op: fc.constant('alloc' as const), pos, len, keep: fc.boolean() }),
+    ), { maxLength: 12 });
+    await fc.assert(fc.asyncProperty(ops, async (list: DataOp[]) => {
+      const fs = new MemoryLayer();
+      const { fh, entry } = await fs.create(ROOT_CONTEXT, ROOT_INO, 'f', 0o644, OpenFlags.O_RDWR | OpenFlags.O_CREAT);
+      let model = new Uint8Array(0);
+      const grow = (n: number): void => { if (n > model.length) { const m = new Uint8Array(n); m.set(model); model = m; } };
+      const snaps: [ReturnType<MemoryLayer['snapshot']>, Uint8Array][] = [];
+      for (const o of list) {
+        if (o.op === 'write') {
+          await fs.write(ROOT_CONTEXT, entry.ino, fh, new Uint8Array(o.len).fill(o.byte), o.pos);
+          grow(o.pos + o.len);
+          model.fill(o.byte, o.pos, o.pos + o.len);
+        } else if (o.op === 'truncate') {
+          await fs.setattr(ROOT_CONTEXT, entry.ino, { size: o.size });
+          const m = new Uint8Array(o.size);
+          m.set(model.subarray(0, Math.min(o.size, model.length)));
+          model = m;
+        } else if (o.op === 'punch') {
+          await fs.fallocate(ROOT_CONTEXT, entry.ino, fh, FallocateMode.PUNCH_HOLE | FallocateMode.KEEP_SIZE, o.pos, o.len);
+          model.fill(0, o.pos, o.pos + o.len);
+        } else {
+          await fs.fallocate(ROOT_CONTEXT, entry.ino, fh, o.keep ? FallocateMode.KEEP_SIZE : 0, o.pos, o.len);
+          if (!o.keep) grow(o.pos + o.len);
+        }
+        snaps.push([fs.snapshot(), model.slice()]);
+        const got = await fs.read(ROOT_CONTEXT, entry.ino, fh, 1 << 20, 0);
+        if ((await fs.getattr(ROOT_CONTEXT, entry.ino)).size !== model.length || Buffer.compare(Buffer.from(got), Buffer.from(model)) !== 0) {
+          throw new Error(`data differs after ${JSON.stringify(o)}`);
+        }
+        const mid = Math.floor(model.length / 3);
+        const part = await fs.read(ROOT_CONTEXT, entry.ino, fh, 70_000, mid);
+        if (Buffer.compare(Buffer.from(part), Buffer.from(model.subarray(mid, mid + 70_000))) !== 0) throw new Error('partial read differs');
+      }
+      for (const [snap, bytes] of snaps) {
+        const old = MemoryLayer.fromSnapshot(snap, { writable: false });
+        const e = await old.lookup(ROOT_CONTEXT, ROOT_INO, 'f');
+        const { fh: ofh } = await old.open(ROOT_CONTEXT, e.ino, OpenFlags.O_RDONLY);
+        const data = await old.read(ROOT_CONTEXT, e.ino, ofh, 1 << 20, 0);
+        if (Buffer.compare(Buffer.from(data), Buffer.from(bytes)) !== 0) throw new Error('a snapshot changed after later writes');
+      }
     }), { numRuns: fcRuns(200) });
   });
 });
