@@ -18,8 +18,8 @@ afterAll(async () => { await unmountAllOracleMounts(); });
 /** A kernel-overlay SUT whose truncate silently ignores growing a file (a planted bug). */
 function truncateBugSut(): SutFactory {
   const inner = kernelOverlaySut();
-  return async (l) => {
-    const h = await inner(l);
+  return async (l, c) => {
+    const h = await inner(l, c);
     const fs: FsPromisesLike = {
       ...(h.target.fs),
       async truncate(path, len) {
@@ -92,8 +92,8 @@ describe.skipIf(unavailable !== undefined)(`oracle harness (${unavailable ?? 'ke
   it('catches a wrong final tree even when every call answered the same', async () => {
     // A SUT whose writes go to a different file than asked: calls succeed on both sides.
     const inner = kernelOverlaySut();
-    const swapped: SutFactory = async (l) => {
-      const h = await inner(l);
+    const swapped: SutFactory = async (l, c) => {
+      const h = await inner(l, c);
       const fs = { ...h.target.fs, writeFile: (p: string, d: Uint8Array, o: { flag: string }) => fsp.writeFile(join(p, '..', 'zz'), d, o) } as FsPromisesLike;
       return { ...h, target: { ...h.target, fs } };
     };
