@@ -24,6 +24,7 @@ import {
   type Filesystem, type Layer, type OpenResult, type RequestContext, type SetattrRequest,
   type StatFs,
 } from '@layerfs/core';
+import { LRUCache } from 'lru-cache';
 import { Mutex } from './mutex.js';
 import {
   FALLBACK_INO_BASE, decodeOrigin, encodeOrigin, originKey, packIno, parseOriginKey, type Origin,
@@ -136,6 +137,8 @@ interface Listed {
   /** The topmost layer directory entry. */
   top: { dir: RealRef; dino: number; attr?: Attr } | undefined;
   lowerDirs: number;
+  /** The first directory below the top one that merges with it. */
+  firstLower?: { idx: number; dino: number };
 }
 
 const O_ACCMODE = OpenFlags.O_ACCMODE;
@@ -182,6 +185,10 @@ export class OverlayFs implements Filesystem {
   /** Upper `attr.ino` → identity key, for objects whose key needs the origin xattr. */
   private readonly upperKeys = new Map<number, string>();
   private destroyed = false;
+  /** Opaque state of layer directories (`idx:attrIno`); lowers never change, the upper only through us. */
+  private readonly opaqueCache = new LRUCache<string, boolean>({ max: 65536 });
+  /** Names known absent from a lower directory (`idx:dirAttrIno/name`): lowers never change. */
+  private readonly lowerMisses = new LRUCache<string, true>({ max: 65536 });
 
   private constructor(config: OverlayConfig) {
     if (config.lowers.length === 0) throw new FsError('EINVAL', { detail: 'an overlay needs at least one lower layer' });
@@ -337,14 +344,8 @@ export class OverlayFs implements Filesystem {
     try {
       for (let i = 0; i < stack.length; i++) {
         const d = stack[i]!;
-        let e: Entry;
-        try {
-          e = await d.layer.lookup(this.m, d.ino, name);
-        } catch (err) {
-          const c = codeOf(err);
-          if (c === 'ENOENT' || c === 'ENOTDIR') continue;
-          throw err;
-        }
+        const e = await this.layerLookup(d, name);
+        if (!e) continue;
         const ref: RealRef = { layer: d.layer, idx: d.idx, ino: e.ino, attrIno: e.attr.ino };
         const isUpper = this.upper !== undefined && d.idx === 0;
         if (e.whiteout) {
@@ -357,14 +358,14 @@ export class OverlayFs implements Filesystem {
           first = { ref, attr: e.attr, type: t };
           if (isUpper) upper = ref; else lowers.push(ref);
           if (t !== 'directory') break;
-          if (i < stack.length - 1 && await d.layer.isOpaque(this.m, e.ino)) {
+          if (i < stack.length - 1 && await this.opaqueOf(d.layer, d.idx, e.ino, e.attr.ino)) {
             opaque = isUpper;
             break;
           }
         } else {
           if (t !== 'directory') { await this.forgetReal(ref); break; }
           lowers.push(ref);
-          if (i < stack.length - 1 && await d.layer.isOpaque(this.m, e.ino)) break;
+          if (i < stack.length - 1 && await this.opaqueOf(d.layer, d.idx, e.ino, e.attr.ino)) break;
         }
       }
       if (!first) return { upperWhiteout };
@@ -373,6 +374,38 @@ export class OverlayFs implements Filesystem {
     } catch (err) {
       await this.forgetReal(upper);
       for (const l of lowers) await this.forgetReal(l);
+      throw err;
+    }
+  }
+
+  private async opaqueOf(layer: Layer, idx: number, ino: number, attrIno: number): Promise<boolean> {
+    const k = `${idx}:${attrIno}`;
+    const c = this.opaqueCache.get(k);
+    if (c !== undefined) return c;
+    const v = await layer.isOpaque(this.m, ino);
+    this.opaqueCache.set(k, v);
+    return v;
+  }
+
+  /** Mark an upper directory opaque (or not), keeping the cache true. */
+  private async setUpperOpaque(ino: number, attrIno: number, v: boolean): Promise<void> {
+    this.opaqueCache.delete(`0:${attrIno}`);
+    await this.requireUpper().setOpaque(this.m, ino, v);
+  }
+
+  /** A layer lookup that is undefined for a missing name (cached for lowers). */
+  private async layerLookup(d: RealRef, name: string): Promise<Entry | undefined> {
+    const lower = !(this.upper !== undefined && d.idx === 0);
+    const k = lower ? `${d.idx}:${d.attrIno}/${name}` : '';
+    if (lower && this.lowerMisses.has(k)) return undefined;
+    try {
+      return await d.layer.lookup(this.m, d.ino, name);
+    } catch (err) {
+      const c = codeOf(err);
+      if (c === 'ENOENT' || c === 'ENOTDIR') {
+        if (lower) this.lowerMisses.set(k, true);
+        return undefined;
+      }
       throw err;
     }
   }
@@ -467,14 +500,14 @@ export class OverlayFs implements Filesystem {
   private async lowerPositive(p: OvlNode, name: string, child: OvlNode | undefined): Promise<boolean> {
     if (child && !child.upper) return true;
     for (const d of p.lowers) {
-      let e: Entry;
+      let e: Entry | undefined;
       try {
-        e = await d.layer.lookup(this.m, d.ino, name);
+        e = await this.layerLookup(d, name);
       } catch (err) {
-        const c = codeOf(err);
-        if (c === 'ENOENT' || c === 'ENAMETOOLONG' || c === 'ENOTDIR') continue;
+        if (codeOf(err) === 'ENAMETOOLONG') continue;
         throw err;
       }
+      if (!e) continue;
       await d.layer.forget(this.m, e.ino, 1);
       return !e.whiteout;
     }
@@ -731,7 +764,12 @@ export class OverlayFs implements Filesystem {
         const s = seen.get(e.name);
         if (s) {
           if (s.closed) continue;
-          if (e.whiteout || e.type !== 'directory') s.closed = true; else s.lowerDirs++;
+          if (e.whiteout || e.type !== 'directory') {
+            s.closed = true;
+          } else {
+            if (s.lowerDirs === 0) s.firstLower = { idx: d.idx, dino: e.ino };
+            s.lowerDirs++;
+          }
           continue;
         }
         if (e.whiteout) {
@@ -776,12 +814,29 @@ export class OverlayFs implements Filesystem {
     const topIsUpper = this.upper !== undefined && top.dir.idx === 0;
     if (!topIsUpper) return this.inoForKey(originKey(top.dir.idx, top.dino));
     if (n.lowers.length === 0 && !(await this.isImpure(n))) return this.inoForKey(originKey(0, top.dino));
+    if (l.type === 'directory') {
+      if (!l.firstLower || l.top?.dir.idx !== 0) return this.inoForKey(originKey(0, top.dino));
+      // Merged unless the upper directory is opaque.
+      const e = await this.layerLookup(top.dir, l.name);
+      if (!e) return this.inoForKey(originKey(0, top.dino));
+      try {
+        const opaque = await this.opaqueOf(top.dir.layer, 0, e.ino, e.attr.ino);
+        return this.inoForKey(opaque ? originKey(0, top.dino) : originKey(l.firstLower.idx, l.firstLower.dino));
+      } finally {
+        await top.dir.layer.forget(this.m, e.ino, 1);
+      }
+    }
     const cached = this.upperKeys.get(top.dino);
-    if (cached !== undefined && l.type !== 'directory') return this.inoForKey(cached);
-    const { res } = await this.resolve(n, l.name);
-    if (!res) return this.inoForKey(originKey(0, top.dino));
-    await this.releaseResolution(res);
-    return this.inoForKey(res.key);
+    if (cached !== undefined) return this.inoForKey(cached);
+    // An upper non-directory: its identity is its origin (one lookup and one getxattr).
+    const e = await this.layerLookup(top.dir, l.name);
+    if (!e) return this.inoForKey(originKey(0, top.dino));
+    const ref: RealRef = { layer: top.dir.layer, idx: 0, ino: e.ino, attrIno: e.attr.ino };
+    try {
+      return this.inoForKey(await this.keyOf(ref, [], typeOfMode(e.attr.mode)));
+    } finally {
+      await this.forgetReal(ref);
+    }
   }
 
   // ---------------------------------------------------------------- Filesystem: names
@@ -958,7 +1013,7 @@ export class OverlayFs implements Filesystem {
           await up.setattr(this.m, entry.ino, { uid: ctx.uid, gid }).catch((e) => { if (spec.kind !== 'symlink') throw e; });
           if ((perm & (S_ISUID | S_ISGID)) !== 0 && spec.kind !== 'symlink') await up.setattr(this.m, entry.ino, { mode: perm });
         }
-        if (isDir && overWhiteout) await up.setOpaque(this.m, entry.ino, true);
+        if (isDir && overWhiteout) await this.setUpperOpaque(entry.ino, entry.attr.ino, true);
         if (staged) {
           await up.rename(this.m, dir, nm, updir, name, isDir ? RenameFlags.EXCHANGE : 0);
           if (isDir) await up.deleteWhiteout(this.m, dir, nm);
@@ -1043,12 +1098,13 @@ export class OverlayFs implements Filesystem {
           }
         } else if (isDir) {
           for (const w of upperWhiteouts) await up.deleteWhiteout(this.m, child.upper.ino, w);
-          if (up.whiteoutFormat === 'oci') await up.setOpaque(this.m, child.upper.ino, false);
+          if (up.whiteoutFormat === 'oci') await this.setUpperOpaque(child.upper.ino, child.upper.attrIno, false);
           await up.rmdir(this.m, updir, name);
         } else {
           await up.unlink(this.m, updir, name);
         }
         if (ca && (isDir || ca.nlink <= 1)) this.upperKeys.delete(child.upper?.attrIno ?? -1);
+        if (child.upper) this.opaqueCache.delete(`0:${child.upper.attrIno}`);
         this.detachName(child, p, name);
         if (isDir) child.removed = true;
         this.invalidate(child);
@@ -1141,17 +1197,17 @@ export class OverlayFs implements Filesystem {
     const oldPositive = !exchange && await this.lowerPositive(p, name, old);
     // Opaque markers, as the kernel sets them before the move.
     if (old.type === 'directory' && !old.opaque && this.isMerged(np)) {
-      await up.setOpaque(this.m, old.upper!.ino, true);
+      await this.setUpperOpaque(old.upper!.ino, old.upper!.attrIno, true);
       old.opaque = true;
     }
     if (exchange && target!.type === 'directory' && !target!.opaque && this.isMerged(p)) {
-      await up.setOpaque(this.m, target!.upper!.ino, true);
+      await this.setUpperOpaque(target!.upper!.ino, target!.upper!.attrIno, true);
       target!.opaque = true;
     }
     // An upper target directory that is empty in the merged view may hold whiteouts.
     if (target && !exchange && target.type === 'directory' && target.upper && target.lowers.length > 0) {
       for (const w of targetWhiteouts) await up.deleteWhiteout(this.m, target.upper.ino, w);
-      await up.setOpaque(this.m, target.upper.ino, false).catch(() => undefined);
+      await this.setUpperOpaque(target.upper.ino, target.upper.attrIno, false).catch(() => undefined);
     }
     const ta = target?.upper ? await this.realAttr(target) : undefined;
     if (exchange) {
@@ -1174,6 +1230,7 @@ export class OverlayFs implements Filesystem {
     // Bookkeeping of names.
     if (target && !exchange) {
       if (ta && (target.type === 'directory' || ta.nlink <= 1)) this.upperKeys.delete(target.upper!.attrIno);
+      if (target.upper) this.opaqueCache.delete(`0:${target.upper.attrIno}`);
       this.detachName(target, np, newname);
       if (target.type === 'directory') target.removed = true;
       this.invalidate(target);

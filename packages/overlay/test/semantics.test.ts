@@ -375,3 +375,29 @@ describe('regressions found against the kernel', () => {
     expectNoLeaks(o);
   });
 });
+
+describe('d_ino == st_ino for every kind of entry', () => {
+  it('upper files with and without origin, merged and opaque upper dirs, lower entries', async () => {
+    const o = await memOverlay([{ d: { m: { x: '1' }, o: { y: '1' }, f: 'lower', g: 'g' } }], {});
+    await o.vol.appendFile('/d/f', '+');
+    await o.vol.mkdir('/d/m/new');
+    await o.vol.rm('/d/o', { recursive: true });
+    await o.vol.mkdir('/d/o');
+    await o.vol.writeFile('/d/n', 'new');
+    const fresh = await OverlayFs.create({ upper: o.upper, lowers: o.lowers });
+    const v = new Volume(fresh, { context: ctx });
+    const d = await fresh.lookup(ctx, ROOT_INO, 'd');
+    const { fh } = await fresh.opendir(ctx, d.ino);
+    const list = await fresh.readdir(ctx, d.ino, fh, 0, true);
+    await fresh.releasedir(ctx, d.ino, fh);
+    expect(list.map((e) => e.name).sort()).toEqual(['f', 'g', 'm', 'n', 'o']);
+    for (const e of list) {
+      const st = await v.lstat(`/d/${e.name}`);
+      expect([e.name, e.ino, e.attr?.ino]).toEqual([e.name, st.ino, st.ino]);
+    }
+    expect((await v.stat('/d/f')).ino).toBe((await o.vol.stat('/d/f')).ino);
+    await fresh.forget(ctx, d.ino, 1);
+    expect(fresh.liveInodes()).toBe(1);
+    expectNoLeaks(o);
+  });
+});
