@@ -1,6 +1,7 @@
 /**
  * MemoryLayer: a complete in-memory `Layer`. Its state is one immutable immer tree (nodes by
- * id, directories as name → id maps), so `snapshot()` is free and a snapshot seeds a new
+ * id in buckets of 256, directories as name → id maps, file data in 64 KiB chunks), so a
+ * change copies only what it touches, `snapshot()` is free and a snapshot seeds a new
  * (optionally read-only) layer. It behaves like ext4 seen through the VFS: kernel errnos and
  * their order, permission checks for the request context (root bypasses as the kernel lets
  * it), umask, setgid directories, sticky directories, protected hard links, nanosecond
