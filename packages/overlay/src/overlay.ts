@@ -1561,7 +1561,7 @@ export class OverlayFs implements Filesystem {
     await this.unref(h.node);
   }
 
-  /** Flush a directory (the upper's, when there is one). */
+  /** Flush a directory: a no-op (the overlay keeps no directory state of its own to flush). */
   async fsyncdir(_ctx: RequestContext, _ino: number, _fh: number, _datasync: boolean): Promise<void> {
     return;
   }
