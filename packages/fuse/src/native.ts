@@ -9,9 +9,14 @@
  * - `utimens` gets the real mtime: the C side passes atime twice, so the mtime is read from
  *   the request's thread-locals buffer, where the C side stored it;
  * - `getxattr`/`listxattr` answer ERANGE when the caller's buffer is too small, and the
- *   size probe of `listxattr` is exact.
+ *   size probe of `listxattr` is exact;
+ * - the `/dev/fuse` descriptor libfuse 2 opens is marked close-on-exec (libfuse leaves it
+ *   inheritable: every child process the server spawns would keep the connection alive, and
+ *   a child blocked on the mount after the server died would wait forever).
  */
+import { readdir, readlink } from 'node:fs/promises';
 import { createRequire } from 'node:module';
+import koffi from 'koffi';
 
 const require = createRequire(import.meta.url);
 
@@ -160,7 +165,11 @@ export function createNativeMount(mountpoint: string, ops: NativeOps, optionStri
 
   const fuse = new LayerFuse();
   return {
-    mount: () => new Promise<void>((resolve, reject) => fuse.mount((err) => (err ? reject(err) : resolve()))),
+    mount: async () => {
+      const before = new Set(await fuseDescriptors());
+      await new Promise<void>((resolve, reject) => fuse.mount((err) => (err ? reject(err) : resolve())));
+      for (const fd of await fuseDescriptors()) if (!before.has(fd)) setCloexec(fd);
+    },
     unmount: () => new Promise<void>((resolve, reject) => fuse.unmount((err) => (err ? reject(err) : resolve()))),
   };
 }
@@ -183,4 +192,24 @@ export function statArray(st?: NativeStat): Uint32Array {
   setDouble(a, 14, st.mtime);
   setDouble(a, 16, st.ctime);
   return a;
+}
+
+/** Descriptors of this process open on `/dev/fuse`. */
+async function fuseDescriptors(): Promise<number[]> {
+  const out: number[] = [];
+  for (const name of await readdir('/proc/self/fd').catch(() => [] as string[])) {
+    const target = await readlink(`/proc/self/fd/${name}`).catch(() => '');
+    if (target === '/dev/fuse') out.push(Number(name));
+  }
+  return out;
+}
+
+let fcntl: ((fd: number, cmd: number, ...args: unknown[]) => number) | undefined;
+
+/** Set FD_CLOEXEC on `fd` (fcntl F_SETFD), so child processes do not inherit it. */
+function setCloexec(fd: number): void {
+  fcntl ??= koffi.load('libc.so.6').func('int fcntl(int fd, int cmd, ...)') as (fd: number, cmd: number, ...args: unknown[]) => number;
+  const F_SETFD = 2;
+  const FD_CLOEXEC = 1;
+  if (fcntl(fd, F_SETFD, 'int', FD_CLOEXEC) !== 0) throw new Error(`cannot mark /dev/fuse descriptor ${fd} close-on-exec`);
 }

@@ -140,6 +140,12 @@ for cmd in (0x1234, 0x80086601):
     await fsp.unlink(join(mnt, 'io'));
   });
 
+  it('does not leak the /dev/fuse descriptor into child processes', async () => {
+    const fds = await sh('ls -l /proc/self/fd/');
+    expect(fds).toMatch(/-> /);
+    expect(fds).not.toMatch(/\/dev\/fuse/);
+  });
+
   it('forgets every lookup it took at unmount (liveInodes back to 1)', async () => {
     await sh(`mkdir -p ${JSON.stringify(join(mnt, 'a/b/c'))} && for i in 1 2 3; do echo $i > ${JSON.stringify(join(mnt, 'a/b/c'))}/f$i; done; ls -lR ${JSON.stringify(mnt)} >/dev/null`);
     expect(layer.liveInodes()).toBeGreaterThan(1);
