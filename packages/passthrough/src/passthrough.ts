@@ -853,6 +853,10 @@ export class PassthroughLayer implements Layer {
     if (!dst && this.isMarkerName(newname)) throw err('EINVAL');
     const srcDir = isDirMode(src.st.mode);
     const dstDir = dst ? isDirMode(dst.st.mode) : false;
+    // The "trap" checks of lock_rename: no directory moves under itself or replaces an ancestor.
+    const under = (p: string, anc: string) => p === anc || p.startsWith(anc + '/');
+    if (srcDir && under(nd.path, join(sd.path, src.stored))) throw err('EINVAL');
+    if (dst && dstDir && under(sd.path, join(nd.path, dst.stored))) throw err((flags & EXCHANGE) ? 'EINVAL' : 'ENOTEMPTY');
     if (dst && keyOf(dst.st) === keyOf(src.st)) return;
     if (checking) {
       checkAccess(this.view(pst), ctx, AccessMode.W_OK | AccessMode.X_OK);

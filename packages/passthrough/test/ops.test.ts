@@ -432,3 +432,16 @@ describe('read-only layers', () => {
     await R.destroy();
   });
 });
+
+describe('regressions found by the model-based suite', () => {
+  it('renaming a directory onto a file inside itself is EINVAL before ENOTDIR (as rename(2))', async () => {
+    fs.mkdirSync(`${A}/a`);
+    fs.writeFileSync(`${A}/a/c`, '');
+    fs.mkdirSync(`${B}/a`);
+    fs.writeFileSync(`${B}/a/c`, '');
+    const a = await walk(L, 'a');
+    await agree(() => fs.renameSync(`${A}/a`, `${A}/a/c`), () => L.rename(ctx, ROOT_INO, 'a', a, 'c', 0));
+    await agree(() => fs.renameSync(`${A}/a/c`, `${A}/a`), () => L.rename(ctx, a, 'c', ROOT_INO, 'a', 0));
+    await rejectsWith(L.rename(ctx, ROOT_INO, 'a', a, 'c', 0), 'EINVAL');
+  });
+});
