@@ -972,16 +972,13 @@ export class OverlayFs implements Filesystem {
   ): Promise<{ entry: Entry; fh?: number }> {
     const p = this.dirNode(parent);
     validateName(name);
-    if (!lookedUp) {
-      const existing = await this.lookupFor(ctx, p, name);
-      if (existing) { await this.unref(existing); throw fsErr('EEXIST'); }
-    }
-    if (p.removed) throw fsErr('ENOENT');
-    const up = this.requireUpper();
-    await this.check(ctx, p, AccessMode.W_OK | AccessMode.X_OK);
     return this.ns.run(async () => {
-      const again = await this.lookupChild(p, name);
+      // The kernel's order: search permission and EEXIST (lookup), EROFS, write permission.
+      const again = lookedUp ? await this.lookupChild(p, name) : await this.lookupFor(ctx, p, name);
       if (again) { await this.unref(again); throw fsErr('EEXIST'); }
+      if (p.removed) throw fsErr('ENOENT');
+      const up = this.requireUpper();
+      await this.check(ctx, p, AccessMode.W_OK | AccessMode.X_OK);
       await this.copyUp(p);
       const pa = await this.realAttr(p);
       const isDir = spec.kind === 'mkdir';
