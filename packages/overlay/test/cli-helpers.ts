@@ -31,7 +31,12 @@ export function tempDir(tag: string): Promise<string> {
   return mkdtemp(join(tmpdir(), `${process.env.LAYERFS_TEST_PREFIX ?? 'layerfs-'}${tag}-`));
 }
 
-/** Run a shell script in a child process; resolves with stdout (rejects with stderr on failure). */
+/**
+ * Run a shell script in a child process; resolves with stdout (rejects with stderr on failure).
+ * Never pass a `cwd` inside a mount this process serves: libuv's spawn blocks the serving
+ * thread until the child has exec'd, and the child's chdir waits for it (deadlock); `cd` in
+ * the script instead.
+ */
 export async function sh(script: string, cwd?: string): Promise<string> {
   const r = await execFileP('bash', ['-c', script], { cwd, maxBuffer: 64 << 20 });
   return r.stdout;

@@ -88,15 +88,20 @@ describe.skipIf(mountSkip)('ordinary tools: layerfs mount vs kernel overlayfs (n
     const ov = await overlayFromDirs({ lowerdir: [join(f, 'lower')], upperdir: join(f, 'upper'), workdir: join(f, 'work'), whiteoutFormat: 'chardev' });
     h = await mount(ov, join(f, 'mnt'), { handleSignals: false, destroyOnUnmount: true });
 
-    const outK = await sh(SCRIPT, join(k, 'mnt'));
-    const outF = await sh(SCRIPT, join(f, 'mnt'));
+    // Never give a child a cwd inside the mount: libuv's spawn blocks the serving thread
+    // until the child has exec'd, and the child's chdir waits for that thread (deadlock).
+    const inDir = (d: string, script: string) => sh(`cd ${JSON.stringify(d)}\n${script}`);
+    const outK = await inDir(join(k, 'mnt'), SCRIPT);
+    const outF = await inDir(join(f, 'mnt'), SCRIPT);
     expect(outF).toBe(outK);
     expect(outK).toMatch(/links: 2 2/);
     expect(outK).toMatch(/^1\|x\n2\|z$/m);
 
-    const listK = await sh(LIST, join(k, 'mnt'));
-    const listF = await sh(LIST, join(f, 'mnt'));
+    const listK = await inDir(join(k, 'mnt'), LIST);
+    const listF = await inDir(join(f, 'mnt'), LIST);
     expect(listF).toBe(listK);
+    expect(listK.split('\n').length).toBeGreaterThan(60);
+    expect(listK).toMatch(/^f 600 \d+ +\.\/srv\/www\/index\.html$/m);
 
     await sh(`umount mnt`, k);
     kernelMounted = false;
@@ -105,5 +110,7 @@ describe.skipIf(mountSkip)('ordinary tools: layerfs mount vs kernel overlayfs (n
     const upK = await sh(UPPER, join(k, 'upper'));
     const upF = await sh(UPPER, join(f, 'upper'));
     expect(upF).toBe(upK);
+    expect(upK).toMatch(/^c 0 \.\/usr\/lib\/pkg$/m);
+    expect(upK).toMatch(/^c 0 \.\/tree$/m);
   }, 120_000);
 });
