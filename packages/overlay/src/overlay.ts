@@ -524,7 +524,7 @@ export class OverlayFs implements Filesystem {
   }
 
   /** Detach the name (p, name) from node `n` after it was removed or moved away. */
-  private detachName(n: OvlNode, p: OvlNode, name: string): void {
+  private async detachName(n: OvlNode, p: OvlNode, name: string): Promise<void> {
     if (p.children.get(name) === n) p.children.delete(name);
     if (n.parent === p && n.name === name) {
       const alias = n.aliases.find((a) => this.table.get(a.parent.ino)?.value === a.parent && a.parent.children.get(a.name) === n);
@@ -535,7 +535,7 @@ export class OverlayFs implements Filesystem {
         this.ref(alias.parent);
         n.parent = alias.parent;
         n.name = alias.name;
-        void this.unref(old).catch(() => undefined);
+        await this.unref(old);
       } else {
         n.removed = true;
       }
@@ -624,7 +624,7 @@ export class OverlayFs implements Filesystem {
         this.upperKeys.set(n.upper.attrIno, key);
         this.table.rekey(n.ino, key);
         n.key = key;
-        this.breakLinks(n, parent, name);
+        await this.breakLinks(n, parent, name);
       } else {
         this.upperKeys.set(n.upper.attrIno, n.key);
       }
@@ -636,7 +636,7 @@ export class OverlayFs implements Filesystem {
    * After the copy-up of one name of a lower hard link: that name is the node's only name;
    * the other names are forgotten here and looked up afresh (the lower object, a new inode).
    */
-  private breakLinks(n: OvlNode, p: OvlNode, name: string): void {
+  private async breakLinks(n: OvlNode, p: OvlNode, name: string): Promise<void> {
     for (const a of n.aliases) if (a.parent.children.get(a.name) === n) a.parent.children.delete(a.name);
     n.aliases = [];
     const old = n.parent;
@@ -645,7 +645,7 @@ export class OverlayFs implements Filesystem {
       this.ref(p);
       n.parent = p;
       n.name = name;
-      if (old) void this.unref(old).catch(() => undefined);
+      if (old) await this.unref(old);
     }
     p.children.set(name, n);
     n.removed = false;
@@ -1102,7 +1102,7 @@ export class OverlayFs implements Filesystem {
         }
         if (ca && (isDir || ca.nlink <= 1)) this.upperKeys.delete(child.upper?.attrIno ?? -1);
         if (child.upper) this.opaqueCache.delete(`0:${child.upper.attrIno}`);
-        this.detachName(child, p, name);
+        await this.detachName(child, p, name);
         if (isDir) child.removed = true;
         this.invalidate(child);
         this.invalidate(p);
@@ -1228,12 +1228,12 @@ export class OverlayFs implements Filesystem {
     if (target && !exchange) {
       if (ta && (target.type === 'directory' || ta.nlink <= 1)) this.upperKeys.delete(target.upper!.attrIno);
       if (target.upper) this.opaqueCache.delete(`0:${target.upper.attrIno}`);
-      this.detachName(target, np, newname);
+      await this.detachName(target, np, newname);
       if (target.type === 'directory') target.removed = true;
       this.invalidate(target);
     }
-    this.moveName(old, p, name, np, newname);
-    if (exchange) this.moveName(target!, np, newname, p, name, true);
+    await this.moveName(old, p, name, np, newname);
+    if (exchange) await this.moveName(target!, np, newname, p, name, true);
     this.invalidate(old);
     this.invalidate(target);
     this.invalidate(p);
@@ -1280,7 +1280,7 @@ export class OverlayFs implements Filesystem {
   }
 
   /** Node bookkeeping of a move of one name. */
-  private moveName(n: OvlNode, p: OvlNode, name: string, np: OvlNode, newname: string, exchanged = false): void {
+  private async moveName(n: OvlNode, p: OvlNode, name: string, np: OvlNode, newname: string, exchanged = false): Promise<void> {
     if (!exchanged && p.children.get(name) === n) p.children.delete(name);
     np.children.set(newname, n);
     if (n.parent === p && n.name === name) {
@@ -1289,7 +1289,7 @@ export class OverlayFs implements Filesystem {
         const oldp = p;
         n.parent = np;
         n.name = newname;
-        void this.unref(oldp).catch(() => undefined);
+        await this.unref(oldp);
       } else {
         n.name = newname;
       }
