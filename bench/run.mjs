@@ -31,7 +31,7 @@ const { values: a } = parseArgs({
     inproc: { type: 'string' }, 'inproc-systems': { type: 'string' }, memory: { type: 'string' },
     files: { type: 'string' }, 'big-mib': { type: 'string' }, 'append-files': { type: 'string' },
     'unlink-files': { type: 'string' }, 'untar-files': { type: 'string' }, 'create-dirs': { type: 'string' },
-    'create-per-dir': { type: 'string' }, 'mem-sizes': { type: 'string' }, 'mem-cycles': { type: 'string' }, workdir: { type: 'string' },
+    'create-per-dir': { type: 'string' }, 'mem-sizes': { type: 'string' }, 'mem-cycles': { type: 'string' }, retries: { type: 'string' }, workdir: { type: 'string' },
     'cpu-prof': { type: 'string' }, out: { type: 'string' }, 'prepare-only': { type: 'boolean' },
   },
 });
@@ -53,6 +53,7 @@ const opts = {
   workdir: a.workdir ?? '/var/tmp/lfsbench',
   settleMs: base.settleMs,
   memCycles: num(a['mem-cycles'], 2),
+  retries: num(a.retries, 1),
 };
 opts.inprocRounds = num(a['inproc-rounds'], opts.rounds);
 const workloads = listOpt(a.workloads, Object.keys(WORKLOADS));
@@ -146,6 +147,11 @@ async function measureMounted(wlName, sysName, round, where, extra = {}) {
   const h = await SYSTEMS[sysName].open({ lower: where.lower, scratch, nativeRoot: natRoot, ...extra });
   try {
     return await wl.run(h.root, ctx);
+  } catch (e) {
+    // Keep what the server said (e.g. with LAYERFS_FUSE_TRACE=1) next to the failure.
+    const said = h.stderr?.().trim();
+    if (said) e.message = `${e.message}\n--- server stderr (tail) ---\n${said.slice(-3000)}`;
+    throw e;
   } finally {
     await h.close();
     await rm(scratch, { recursive: true, force: true });
@@ -158,15 +164,20 @@ for (const wlName of workloads) {
   await withFs(wl.fs, async (where) => {
     for (let round = 1; round <= opts.rounds; round++) {
       for (const sysName of availableSystems) {
-        try {
-          const m = await measureMounted(wlName, sysName, round, where);
-          for (const [metric, ms] of Object.entries(m)) {
-            results.mounted.push({ workload: wlName, metric, system: sysName, round, ms });
-            log(`[${metric} r${round}] ${sysName.padEnd(15)} ${fmtMs(ms)}`);
+        // A failed attempt is recorded under errors; it is retried on a fresh mount up to
+        // --retries times, and the figure of a retry is marked `attempt` in the JSON.
+        for (let attempt = 1; attempt <= 1 + opts.retries; attempt++) {
+          try {
+            const m = await measureMounted(wlName, sysName, round, where);
+            for (const [metric, ms] of Object.entries(m)) {
+              results.mounted.push({ workload: wlName, metric, system: sysName, round, ms, ...(attempt > 1 ? { attempt } : {}) });
+              log(`[${metric} r${round}] ${sysName.padEnd(15)} ${fmtMs(ms)}${attempt > 1 ? ` (attempt ${attempt})` : ''}`);
+            }
+            break;
+          } catch (e) {
+            results.errors.push({ workload: wlName, system: sysName, round, attempt, error: String(e.message ?? e) });
+            log(`[${wlName} r${round}] ${sysName}: ERROR ${String(e.message ?? e).split('\n').find((l) => /^\w*Error|ENOENT|EIO/.test(l)) ?? String(e.message ?? e).split('\n')[0]}`);
           }
-        } catch (e) {
-          results.errors.push({ workload: wlName, system: sysName, round, error: String(e.message ?? e) });
-          log(`[${wlName} r${round}] ${sysName}: ERROR ${String(e.message ?? e).split('\n')[0]}`);
         }
       }
     }
@@ -340,7 +351,11 @@ if (results.cpuProfile) {
 }
 if (results.errors.length) {
   say(`\nerrors (${results.errors.length}):`);
-  for (const e of results.errors.slice(0, 30)) say(`  ${e.inproc ? 'in-process ' : ''}${e.workload ?? `memory ${e.memory}`} ${e.system}${e.round ? ` r${e.round}` : ''}: ${e.error.split('\n')[0].slice(0, 200)}`);
+  const gist = (msg) => {
+    const lines = msg.split('\n');
+    return (lines.find((l) => /^(\w*Error|[A-Z_]+:)/.test(l.trim())) ?? lines[0]).trim().slice(0, 240);
+  };
+  for (const e of results.errors.slice(0, 30)) say(`  ${e.inproc ? 'in-process ' : ''}${e.workload ?? `memory ${e.memory}`} ${e.system}${e.round ? ` r${e.round}` : ''}${e.attempt ? ` attempt ${e.attempt}` : ''}: ${gist(e.error)}`);
 }
 results.meta.finished = new Date().toISOString();
 results.meta.seconds = (Date.now() - t0run) / 1000;
