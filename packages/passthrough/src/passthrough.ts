@@ -66,6 +66,8 @@ const CHUNK_BYTES = 3800;
 const OPAQUE_XATTRS = [OPAQUE_XATTR, OPAQUE_XATTR_USER, OPAQUE_XATTR_FUSE_OVERLAYFS] as const;
 const XATTR_NAME_MAX = 255;
 const XATTR_SIZE_MAX = 65536;
+/** Most entries `findByIdentity` examines before declaring an inode lost. */
+const SEARCH_LIMIT = 200_000;
 
 /** What the layer keeps per inode (the value of its InodeTable records). */
 interface PtNode {
@@ -77,6 +79,8 @@ interface PtNode {
   paths: string[];
   /** An O_PATH descriptor held once the last known name is gone while still referenced. */
   orphanFd?: number;
+  /** True once a search of the tree found no name for it (cleared when a lookup reaches it). */
+  lost?: boolean;
   /** Root or work dir: addressed through its own descriptor. */
   readonly fixedFd?: number;
 }
@@ -312,6 +316,7 @@ export class PassthroughLayer implements Layer {
     } else {
       generation = this.generations.get(record.ino) ?? 1;
       const node = record.value;
+      node.lost = false;
       if (node.fixedFd === undefined && !node.paths.includes(path)) {
         if (node.type === 'directory') node.paths = [path];
         else node.paths.push(path);
@@ -415,22 +420,28 @@ export class PassthroughLayer implements Layer {
   /** A path of `node` that still reaches it, searching the tree when none is known. */
   private currentPath(node: PtNode): string | undefined {
     if (node.paths.length > 0) return node.paths[0];
-    if (node.orphanFd !== undefined) return undefined;
+    if (node.orphanFd !== undefined || node.lost) return undefined;
     const found = this.findByIdentity(node.key, node.type === 'directory');
     if (found !== undefined) node.paths = [found];
+    else node.lost = true;
     return found;
   }
 
-  /** Breadth-first search of the tree for the inode `key` (hard links whose names we never saw). */
+  /**
+   * Breadth-first search of the tree for the inode `key` (hard links whose names we never
+   * saw), giving up after SEARCH_LIMIT entries.
+   */
   private findByIdentity(key: string, dirOnly: boolean): string | undefined {
     const queue: string[] = [''];
-    while (queue.length > 0) {
+    let seen = 0;
+    while (queue.length > 0 && seen < SEARCH_LIMIT) {
       const dirPath = queue.shift()!;
       let fd: number;
       try { fd = this.dirFd(dirPath); } catch { continue; }
       let names: string[];
       try { names = readdirSync(procFd(fd)); } catch { continue; }
       for (const name of names) {
+        seen++;
         let st: HostStat;
         try { st = libc.statx(this.dirFd(dirPath), name, AT_SYMLINK_NOFOLLOW); } catch { continue; }
         const p = join(dirPath, name);
