@@ -7,6 +7,7 @@
  * `unmount()` gives every lookup back. It also owns the process guards: SIGINT/SIGTERM
  * unmount every live mount and exit 0; a process `exit` detaches them lazily.
  */
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { execFileSync } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { resolve as resolvePath } from 'node:path';
@@ -18,6 +19,7 @@ import { createNativeMount, NATIVE_UTIME_SPECIAL_MS, type NativeMount, type Nati
 import { libfuseOptionString, resolveMountOptions, type MountOptions, type ResolvedMountOptions } from './options.js';
 import { PathMap, type PathEntry } from './path-map.js';
 import { findMount } from './mounts.js';
+import { RequestContextReader } from './request-context.js';
 
 /** Counters a mount keeps about the requests it served. */
 export interface MountStats {
@@ -31,6 +33,10 @@ export interface MountStats {
   readonly cachedPaths: number;
   /** Open file and directory handles. */
   readonly openHandles: number;
+  /** Requests served with the caller's credentials. */
+  readonly callerContexts: number;
+  /** Requests served with the mounter's credentials (caller unknown, or `context: 'mounter'`). */
+  readonly mounterContexts: number;
 }
 
 /** A live mount. */
@@ -52,11 +58,13 @@ export interface MountHandle {
 /** Extra options of `mount()` beyond the FUSE ones. */
 export interface ServeOptions extends MountOptions {
   /**
-   * The request context passed to the filesystem. Default: the mounting process's uid/gid
-   * with umask 0 (the kernel already applied the caller's umask). fuse-native gives no
-   * per-request credentials; see the package README.
+   * Whose credentials the filesystem sees: `'request'` (default) gives each call the uid,
+   * gid, pid and groups of the process that made the request (read from libfuse's worker
+   * thread, see `request-context.ts`), falling back to the mounter where that cannot be
+   * read; `'mounter'` always gives the mounting process's uid/gid; a function decides
+   * itself. The umask is always 0: the kernel has applied the caller's already.
    */
-  context?: () => RequestContext;
+  context?: 'request' | 'mounter' | (() => RequestContext);
   /** Call `fs.destroy()` after unmounting. Default: false. */
   destroyOnUnmount?: boolean;
 }
@@ -140,14 +148,21 @@ class MountHandleImpl implements MountHandle {
   private watchTimer: NodeJS.Timeout | undefined;
   private mountId: string | undefined;
   private readonly ctx: () => RequestContext;
+  private readonly als = new AsyncLocalStorage<RequestContext>();
+  private readonly base: RequestContext;
+  private reader: RequestContextReader | undefined;
+  /** Requests served with the caller's credentials / with the mounter's (counters for tests). */
+  private ctxHits = 0;
+  private ctxMisses = 0;
 
   constructor(readonly fs: Filesystem, mountpoint: string, private readonly o: ResolvedMountOptions, private readonly serve: ServeOptions) {
     this.mountpoint = resolvePath(mountpoint);
     this.optionString = libfuseOptionString(o);
     const uid = typeof process.getuid === 'function' ? process.getuid() : 0;
     const gid = typeof process.getgid === 'function' ? process.getgid() : 0;
-    const base: RequestContext = Object.freeze({ uid, gid, pid: process.pid, umask: 0 });
-    this.ctx = serve.context ?? (() => base);
+    this.base = Object.freeze({ uid, gid, pid: process.pid, umask: 0 });
+    const c = serve.context;
+    this.ctx = typeof c === 'function' ? c : () => this.als.getStore() ?? this.base;
     this.map = new PathMap(fs, this.ctx, o.maxCachedPaths);
     this.closed = new Promise((r) => { this.resolveClosed = r; });
   }
@@ -156,12 +171,15 @@ class MountHandleImpl implements MountHandle {
     return {
       inFlight: this.inFlight, maxInFlight: this.maxInFlight, ops: { ...this.opCounts },
       cachedPaths: this.map.size, openHandles: this.handles.size,
+      callerContexts: this.ctxHits, mounterContexts: this.ctxMisses,
     };
   }
 
   async start(): Promise<void> {
     this.native = createNativeMount(this.mountpoint, this.ops(), this.optionString);
     await this.native.mount();
+    const thread = this.native.threadBuffer();
+    if ((this.serve.context ?? 'request') === 'request' && thread) this.reader = await RequestContextReader.create(thread);
     live.add(this);
     if (this.o.handleSignals) installGuards();
     const m = await findMount(this.mountpoint);
@@ -217,7 +235,15 @@ class MountHandleImpl implements MountHandle {
     this.inFlight++;
     if (this.inFlight > this.maxInFlight) this.maxInFlight = this.inFlight;
     this.opCounts[op] = (this.opCounts[op] ?? 0) + 1;
-    work().then(
+    const locals = this.reader ? this.native.currentLocals() : undefined;
+    const start = locals && this.reader
+      ? this.reader.read(locals).catch(() => undefined).then((rc) => {
+        if (rc) { this.ctxHits++; return this.als.run({ ...rc, umask: 0 }, work); }
+        this.ctxMisses++;
+        return work();
+      })
+      : (this.ctxMisses++, work());
+    start.then(
       (v) => {
         this.finish();
         if (TRACE && (op === 'open' || op === 'release' || op === 'create')) process.stderr.write(`layerfs-fuse: ${op} ${path} = ${String(v)}\n`);

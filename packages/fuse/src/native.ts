@@ -61,6 +61,7 @@ interface FuseInstance {
   unmount(cb: (err: Error | null) => void): void;
   readonly mnt: string;
   _handlers: Array<((...a: unknown[]) => unknown) | undefined>;
+  _thread: Buffer | null;
   ops: NativeOps;
 }
 
@@ -69,8 +70,6 @@ interface FuseClass {
   unmount(mnt: string, cb: (err: Error | null) => void): void;
 }
 
-/** fuse-native's opcode numbers (from its fuse-native.c). */
-const OP_UTIMENS = 12;
 /** Byte offset of `mtime` (a size_t of milliseconds) in fuse-native's `fuse_thread_locals_t` on 64-bit Linux. */
 const LOCALS_MTIME_OFFSET = 112;
 /** What `timespec_to_uint64` makes of UTIME_NOW and UTIME_OMIT (tv_sec 0, tv_nsec ≈ 2^30): 1073 ms. */
@@ -95,6 +94,10 @@ export interface NativeMount {
   mount(): Promise<void>;
   /** `fusermount -uz` and detach the libfuse thread. */
   unmount(): Promise<void>;
+  /** The thread-locals buffer of the request being dispatched right now (only during an op's synchronous start). */
+  currentLocals(): Buffer | undefined;
+  /** fuse-native's `fuse_thread_t` buffer (what libfuse's context calls `private_data`). */
+  threadBuffer(): Buffer | undefined;
 }
 
 /**
@@ -108,13 +111,15 @@ export function createNativeMount(mountpoint: string, ops: NativeOps, optionStri
   class LayerFuse extends (Base as unknown as new (m: string, o: NativeOps, opts: Record<string, unknown>) => FuseInstance) {
     constructor() {
       super(mountpoint, ops, { timeout: false });
-      const orig = this._handlers[OP_UTIMENS];
-      if (orig) {
-        this._handlers[OP_UTIMENS] = (locals: unknown, ...rest: unknown[]) => {
+      // Every handler runs synchronously into our op: remember its thread-locals buffer
+      // meanwhile (the real mtime of utimens and the request's credentials are read from it).
+      this._handlers.forEach((orig, op) => {
+        if (!orig) return;
+        this._handlers[op] = (locals: unknown, ...rest: unknown[]) => {
           currentLocals = locals as Buffer;
           try { return orig(locals, ...rest); } finally { currentLocals = undefined; }
         };
-      }
+      });
     }
 
     _fuseOptions(): string {
@@ -171,6 +176,8 @@ export function createNativeMount(mountpoint: string, ops: NativeOps, optionStri
       for (const fd of await fuseDescriptors()) if (!before.has(fd)) setCloexec(fd);
     },
     unmount: () => new Promise<void>((resolve, reject) => fuse.unmount((err) => (err ? reject(err) : resolve()))),
+    currentLocals: () => currentLocals,
+    threadBuffer: () => fuse._thread ?? undefined,
   };
 }
 

@@ -154,3 +154,50 @@ for cmd in (0x1234, 0x80086601):
     expect(layer.liveInodes()).toBe(1);
   });
 });
+
+describe.skipIf(mountSkip)('allow_other: other users get their own credentials (needs root, /dev/fuse, setpriv)', () => {
+  let dir: string;
+  let mnt: string;
+  let layer: MemoryLayer;
+  let h: MountHandle | undefined;
+  const as = (uid: number, gid: number, script: string) =>
+    shResult(`setpriv --reuid ${uid} --regid ${gid} --clear-groups bash -c ${JSON.stringify(script)}`);
+
+  beforeAll(async () => {
+    dir = await tempDir('fuse-users');
+    mnt = join(dir, 'mnt');
+    await fsp.mkdir(mnt);
+    await fsp.chmod(dir, 0o755);
+    layer = new MemoryLayer();
+    h = await mount(layer, mnt, { handleSignals: false, allowOther: true });
+    await fsp.mkdir(join(mnt, 'pub'), { mode: 0o777 });
+    await fsp.chmod(join(mnt, 'pub'), 0o1777);
+    await fsp.writeFile(join(mnt, 'pub', 'roots'), 'secret', { mode: 0o600 });
+  });
+
+  afterAll(async () => {
+    await h?.unmount();
+    await fsp.rm(dir, { recursive: true, force: true });
+  });
+
+  it('creates files, directories and symlinks owned by the calling user', async () => {
+    const r = await as(1234, 4321, `cd ${JSON.stringify(join(mnt, 'pub'))} && echo hi > mine && mkdir d && ln -s mine l && mknod p p`);
+    expect(r).toMatchObject({ code: 0, stderr: '' });
+    for (const n of ['mine', 'd', 'l', 'p']) {
+      const st = await fsp.lstat(join(mnt, 'pub', n));
+      expect([n, st.uid, st.gid]).toEqual([n, 1234, 4321]);
+    }
+    expect(h!.stats().callerContexts).toBeGreaterThan(0);
+  });
+
+  it('enforces permissions for other users (default_permissions)', async () => {
+    const r = await as(1234, 4321, `cat ${JSON.stringify(join(mnt, 'pub', 'roots'))}`);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/Permission denied/);
+    const w = await as(1234, 4321, `echo x > ${JSON.stringify(join(mnt, 'newfile'))}`);
+    expect(w.stderr).toMatch(/Permission denied/);
+    const sticky = await as(4444, 4444, `rm -f ${JSON.stringify(join(mnt, 'pub', 'mine'))}`);
+    expect(sticky.stderr).toMatch(/Operation not permitted/);
+    expect(await fsp.readFile(join(mnt, 'pub', 'mine'), 'utf8')).toBe('hi\n');
+  });
+});
