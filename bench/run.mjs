@@ -97,7 +97,7 @@ const results = {
     started: new Date(t0run).toISOString(), host: hostname(), kernel: release(), node: process.version,
     cpus: cpus().length, memory: totalmem(), opts, prepared: prep.info, workdir: L.base,
   },
-  skipped: [], mounted: [], errors: [], inproc: [], memory: [], cpuProfile: null,
+  skipped: [], mounted: [], errors: [], inproc: [], memory: [], cpuProfiles: [],
 };
 const resultsDir = join(here, 'results');
 mkdirSync(resultsDir, { recursive: true });
@@ -271,23 +271,25 @@ if (memAvail.length) {
 
 save();
 
-// ---- CPU profile of the layerfs mount on one workload ----
-if (a['cpu-prof']) {
-  const wlName = a['cpu-prof'];
+// ---- CPU profiles of the layerfs mount, one per named workload ----
+for (const wlName of listOpt(a['cpu-prof'], [])) {
   if (!WORKLOADS[wlName]) throw new Error(`--cpu-prof: unknown workload ${wlName}`);
   const why = SYSTEMS.layerfs.unavailable();
-  if (why) skip('cpu profile', why);
-  else {
-    const profDir = join(L.base, `cpuprof-${Date.now()}`);
-    mkdirSync(profDir, { recursive: true });
+  if (why) { skip('cpu profile', why); break; }
+  const profDir = join(L.base, `cpuprof-${wlName}-${Date.now()}`);
+  mkdirSync(profDir, { recursive: true });
+  try {
     await withFs(WORKLOADS[wlName].fs, async (where) => {
       const m = await measureMounted(wlName, 'layerfs', 0, where, { cpuProfDir: profDir });
       const files = readdirSync(profDir).filter((f) => f.endsWith('.cpuprofile'));
-      if (!files.length) return void skip('cpu profile', `layerfs wrote no .cpuprofile (does it exit cleanly on unmount?) in ${profDir}`);
+      if (!files.length) return void skip(`cpu profile of ${wlName}`, `layerfs wrote no .cpuprofile (does it exit cleanly on SIGTERM?) in ${profDir}`);
       const s = summarize(join(profDir, files[0]), repo);
-      results.cpuProfile = { workload: wlName, metrics: m, file: join(profDir, files[0]), totalMs: s.totalMs, busyMs: s.busyMs, functions: s.functions.slice(0, 40), files: s.files.slice(0, 20), inclusive: s.inclusive.slice(0, 30) };
+      results.cpuProfiles.push({ workload: wlName, metrics: m, file: join(profDir, files[0]), totalMs: s.totalMs, busyMs: s.busyMs, functions: s.functions.slice(0, 40), files: s.files.slice(0, 20), inclusive: s.inclusive.slice(0, 30) });
     });
+  } catch (e) {
+    results.errors.push({ workload: `cpu-prof ${wlName}`, system: 'layerfs', error: String(e.message ?? e) });
   }
+  save();
 }
 
 // ---- report ----
@@ -340,8 +342,7 @@ if (results.memory.length) {
   }
   say(table(rows));
 }
-if (results.cpuProfile) {
-  const p = results.cpuProfile;
+for (const p of results.cpuProfiles) {
   say(`\nCPU profile of the layerfs mount on ${p.workload} (${Object.entries(p.metrics).map(([k, v]) => `${k} ${fmtMs(v)}`).join(', ')}; ${fmtMs(p.totalMs)} sampled, ${fmtMs(p.busyMs)} busy; % of busy) — ${p.file}`);
   say(table([['self time', '%', 'function'], ...p.functions.slice(0, 25).map((f) => [fmtMs(f.ms), f.pct.toFixed(1), f.name])], 'rrl'));
   say('\nby file');
