@@ -31,7 +31,7 @@ const { values: a } = parseArgs({
     inproc: { type: 'string' }, 'inproc-systems': { type: 'string' }, memory: { type: 'string' },
     files: { type: 'string' }, 'big-mib': { type: 'string' }, 'append-files': { type: 'string' },
     'unlink-files': { type: 'string' }, 'untar-files': { type: 'string' }, 'create-dirs': { type: 'string' },
-    'create-per-dir': { type: 'string' }, 'mem-sizes': { type: 'string' }, 'mem-cycles': { type: 'string' }, retries: { type: 'string' }, workdir: { type: 'string' },
+    'create-per-dir': { type: 'string' }, 'mem-sizes': { type: 'string' }, 'mem-cycles': { type: 'string' }, retries: { type: 'string' }, 'budget-min': { type: 'string' }, workdir: { type: 'string' },
     'cpu-prof': { type: 'string' }, out: { type: 'string' }, 'prepare-only': { type: 'boolean' },
   },
 });
@@ -54,6 +54,7 @@ const opts = {
   settleMs: base.settleMs,
   memCycles: num(a['mem-cycles'], 2),
   retries: num(a.retries, 1),
+  budgetMin: num(a['budget-min'], 0),
 };
 opts.inprocRounds = num(a['inproc-rounds'], opts.rounds);
 const workloads = listOpt(a.workloads, Object.keys(WORKLOADS));
@@ -105,6 +106,12 @@ const jsonPath = a.out ?? join(resultsDir, `${results.meta.started.replace(/[:.]
 /** Save what is measured so far (after every section, so a crash keeps the figures). */
 const save = () => writeFileSync(jsonPath, JSON.stringify(results, null, 2));
 const skip = (what, reason) => { results.skipped.push({ what, reason }); log(`skip: ${what}: ${reason}`); };
+/** True (and the part is listed as skipped) once the --budget-min time is used up. */
+const overBudget = (what) => {
+  if (!(opts.budgetMin > 0) || Date.now() - t0run < opts.budgetMin * 60_000) return false;
+  skip(what, `time budget of ${opts.budgetMin} min used up`);
+  return true;
+};
 
 const availableSystems = systems.filter((s) => {
   const why = SYSTEMS[s].unavailable();
@@ -159,10 +166,13 @@ async function measureMounted(wlName, sysName, round, where, extra = {}) {
 }
 
 // ---- mounted workloads, interleaved ----
-for (const wlName of workloads) {
-  const wl = WORKLOADS[wlName];
-  await withFs(wl.fs, async (where) => {
-    for (let round = 1; round <= opts.rounds; round++) {
+// Round-major (every workload's round 1, then round 2, …), each workload interleaving the
+// systems, so a run cut short by --budget-min still has a figure for every workload.
+for (let round = 1; round <= opts.rounds; round++) {
+  for (const wlName of workloads) {
+    const wl = WORKLOADS[wlName];
+    if (overBudget(`mounted ${wlName} r${round}`)) continue;
+    await withFs(wl.fs, async (where) => {
       for (const sysName of availableSystems) {
         // A failed attempt is recorded under errors; it is retried on a fresh mount up to
         // --retries times, and the figure of a retry is marked `attempt` in the JSON.
@@ -180,8 +190,8 @@ for (const wlName of workloads) {
           }
         }
       }
-    }
-  });
+    });
+  }
 }
 
 save();
@@ -203,9 +213,10 @@ for (const s of inprocSys) {
   if (why) skip('in-process layerfs', why);
   else inprocAvail.push(s);
 }
-for (const wlName of inprocWl) {
-  await withFs(WORKLOADS[wlName].fs, async (where) => {
-    for (let round = 1; round <= opts.inprocRounds; round++) {
+for (let round = 1; round <= opts.inprocRounds; round++) {
+  for (const wlName of inprocWl) {
+    if (overBudget(`in-process ${wlName} r${round}`)) continue;
+    await withFs(WORKLOADS[wlName].fs, async (where) => {
       for (const sysName of inprocAvail) {
         const scratch = join(where.runs, `inproc-${wlName}-${sysName}-r${round}`);
         await rm(scratch, { recursive: true, force: true });
@@ -231,8 +242,8 @@ for (const wlName of inprocWl) {
           await rm(scratch, { recursive: true, force: true });
         }
       }
-    }
-  });
+    });
+  }
 }
 
 save();
@@ -245,6 +256,7 @@ const memAvail = memSystems.filter((s) => {
 });
 if (memAvail.length) {
   for (const n of opts.memSizes) {
+    if (overBudget(`memory ${n}`)) continue;
     const tree = L.memTree(n);
     await prepareMemTree(tree, n, log);
     for (const sysName of memAvail) {
@@ -273,6 +285,7 @@ save();
 
 // ---- CPU profiles of the layerfs mount, one per named workload ----
 for (const wlName of listOpt(a['cpu-prof'], [])) {
+  if (overBudget(`cpu profile of ${wlName}`)) continue;
   if (!WORKLOADS[wlName]) throw new Error(`--cpu-prof: unknown workload ${wlName}`);
   const why = SYSTEMS.layerfs.unavailable();
   if (why) { skip('cpu profile', why); break; }
