@@ -81,8 +81,10 @@ export const RESOLVE = { NO_XDEV: 0x01, NO_MAGICLINKS: 0x02, NO_SYMLINKS: 0x04, 
 export interface HostStat {
   /** Device of the filesystem holding the inode (glibc `dev_t` encoding). */
   dev: number;
-  /** Host inode number. */
-  ino: bigint;
+  /** Host inode number (exact up to 2^53; see `inoKey`). */
+  ino: number;
+  /** Host inode number as an exact decimal string (part of the identity key). */
+  inoKey: string;
   /** Type and permission bits. */
   mode: number;
   /** Hard links. */
@@ -119,7 +121,12 @@ const STATX_BASIC_AND_BTIME = 0xfff;
 const STATX_BTIME = 0x800;
 
 function ts(buf: Buffer, off: number): Timespec {
-  return { sec: Number(buf.readBigInt64LE(off)), nsec: buf.readUInt32LE(off + 8) };
+  return { sec: buf.readInt32LE(off + 4) * 4294967296 + buf.readUInt32LE(off), nsec: buf.readUInt32LE(off + 8) };
+}
+
+/** An unsigned 64-bit field as a number (exact below 2^53). */
+function u64(buf: Buffer, off: number): number {
+  return buf.readUInt32LE(off + 4) * 4294967296 + buf.readUInt32LE(off);
 }
 
 /** `statx(dirfd, path, flags)` decoded; `flags` usually AT_SYMLINK_NOFOLLOW or AT_EMPTY_PATH. */
@@ -134,9 +141,10 @@ export function statx(dirfd: number, path: string, flags: number): HostStat {
     uid: b.readUInt32LE(20),
     gid: b.readUInt32LE(24),
     mode: b.readUInt16LE(28),
-    ino: b.readBigUInt64LE(32),
-    size: Number(b.readBigUInt64LE(40)),
-    blocks: Number(b.readBigUInt64LE(48)),
+    ino: u64(b, 32),
+    inoKey: b.readUInt32LE(36) < 0x200000 ? String(u64(b, 32)) : b.readBigUInt64LE(32).toString(),
+    size: u64(b, 40),
+    blocks: u64(b, 48),
     atime: ts(b, 64),
     ctime: ts(b, 96),
     mtime: ts(b, 112),

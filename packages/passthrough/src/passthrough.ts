@@ -104,8 +104,8 @@ interface Target {
 }
 
 interface FileHandle { readonly kind: 'file'; readonly ino: number; readonly fd: number; readonly flags: number }
-interface ListEntry { readonly name: string; readonly stored: string; readonly ino: number; readonly type: FileType; readonly whiteout: boolean }
-interface DirHandle { readonly kind: 'dir'; readonly ino: number; listing: ListEntry[] }
+interface ListEntry { readonly name: string; readonly stored: string; readonly ino: number; readonly type: FileType; readonly whiteout: boolean; readonly st: HostStat }
+interface DirHandle { readonly kind: 'dir'; readonly ino: number; listing: ListEntry[] | undefined }
 type Handle = FileHandle | DirHandle;
 
 function err(code: ErrnoCode, detail?: string): FsError {
@@ -122,7 +122,7 @@ function splitPath(path: string): { parent: string; name: string } {
 }
 
 function keyOf(st: HostStat): string {
-  return `${st.dev}:${st.ino}`;
+  return `${st.dev}:${st.inoKey}`;
 }
 
 function isDirMode(mode: number): boolean { return (mode & S_IFMT) === S_IFDIR; }
@@ -264,8 +264,8 @@ export class PassthroughLayer implements Layer {
   }
 
   private preferredIno(st: HostStat): number | undefined {
-    if (st.dev !== this.rootDev || st.ino > BigInt(Number.MAX_SAFE_INTEGER)) return undefined;
-    return Number(st.ino);
+    if (st.dev !== this.rootDev || !Number.isSafeInteger(st.ino)) return undefined;
+    return st.ino;
   }
 
   /** The number a lookup would give `st` now (for readdir entries not looked up). */
@@ -1164,30 +1164,33 @@ export class PassthroughLayer implements Layer {
       out.push({ name, stored, st, whiteout: name !== stored || isChardevWhiteout(st) });
     }
     out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-    return out.map((e) => ({ name: e.name, stored: e.stored, ino: this.peekIno(e.st), type: typeOfMode(e.st.mode), whiteout: e.whiteout }));
+    return out.map((e) => ({ name: e.name, stored: e.stored, ino: this.peekIno(e.st), type: typeOfMode(e.st.mode), whiteout: e.whiteout, st: e.st }));
   }
 
-  /** Open a directory (read permission); the listing is taken now and again at offset 0. */
+  /** Open a directory (read permission); the listing is taken at the first readdir and again at offset 0. */
   async opendir(ctx: RequestContext, ino: number): Promise<OpenResult> {
     const { st } = this.statIno(ino);
     if (!isDirMode(st.mode)) throw err('ENOTDIR');
     if (this.checking(ctx)) checkAccess(this.view(st), ctx, AccessMode.R_OK);
-    return { fh: this.addHandle({ kind: 'dir', ino, listing: this.listing(ino) }) };
+    return { fh: this.addHandle({ kind: 'dir', ino, listing: undefined }) };
   }
 
   /** Entries after `offset` (with attributes when `plus`; no lookup is taken). */
   async readdir(_ctx: RequestContext, ino: number, fh: number, offset: number, plus: boolean): Promise<DirEntry[]> {
     const h = this.dirHandle(ino, fh);
     if (offset < 0 || !Number.isInteger(offset)) throw err('EINVAL');
-    if (offset === 0) h.listing = this.listing(ino);
+    const fresh = offset === 0 || h.listing === undefined;
+    if (fresh) h.listing = this.listing(ino);
+    const listing = h.listing!;
     const out: DirEntry[] = [];
-    const dfd = plus ? this.dir(ino).fd : -1;
-    for (let i = offset; i < h.listing.length; i++) {
-      const e = h.listing[i]!;
+    const dfd = plus && !fresh ? this.dir(ino).fd : -1;
+    for (let i = offset; i < listing.length; i++) {
+      const e = listing[i]!;
       const base: DirEntry = { name: e.name, ino: e.ino, type: e.type, offset: i + 1 };
       let entry: DirEntry = e.whiteout ? { ...base, whiteout: true } : base;
       if (plus) {
-        const st = this.statAt(dfd, e.stored);
+        // Attributes from the listing just taken, or taken again for a later batch.
+        const st = fresh ? e.st : this.statAt(dfd, e.stored);
         if (!st) continue;
         const cur = this.peekIno(st);
         entry = { ...entry, ino: cur, attr: this.attrOf(st, cur) };

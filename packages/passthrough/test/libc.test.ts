@@ -23,9 +23,13 @@ describe('libc bindings', () => {
     fs.utimesSync(`${dir}/f`, 1, 2.5);
     const s = libc.statx(libc.AT_FDCWD, `${dir}/f`, libc.AT_SYMLINK_NOFOLLOW);
     const n = fs.lstatSync(`${dir}/f`, { bigint: true });
-    expect([s.ino, BigInt(s.dev), BigInt(s.mode), BigInt(s.size), BigInt(s.nlink), BigInt(s.blocks)]).toEqual([n.ino, n.dev, n.mode, n.size, n.nlink, n.blocks]);
+    expect([BigInt(s.inoKey), BigInt(s.dev), BigInt(s.mode), BigInt(s.size), BigInt(s.nlink), BigInt(s.blocks)]).toEqual([n.ino, n.dev, n.mode, n.size, n.nlink, n.blocks]);
     expect(BigInt(s.mtime.sec) * 1_000_000_000n + BigInt(s.mtime.nsec)).toBe(n.mtimeNs);
     expect(s.mtime).toEqual({ sec: 2, nsec: 500_000_000 });
+    expect(s.ino).toBe(Number(n.ino));
+    libc.utimensat(libc.AT_FDCWD, `${dir}/f`, { sec: -2, nsec: 750_000_000 }, { sec: 2 ** 33, nsec: 0 }, 0);
+    const t = libc.statx(libc.AT_FDCWD, `${dir}/f`, 0);
+    expect([t.atime, t.mtime]).toEqual([{ sec: -2, nsec: 750_000_000 }, { sec: 2 ** 33, nsec: 0 }]);
   });
 
   it('errors carry the real errno and the call', () => {
