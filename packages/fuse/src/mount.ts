@@ -94,20 +94,29 @@ function onExit(): void {
   }
 }
 
-function installGuards(): void {
-  if (guardsInstalled) return;
-  guardsInstalled = true;
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
-  process.on('exit', onExit);
+let signalsInstalled = false;
+
+/** The exit guard always (a dying process detaches its mounts); signal handlers when asked. */
+function installGuards(signals: boolean): void {
+  if (!guardsInstalled) {
+    guardsInstalled = true;
+    process.on('exit', onExit);
+  }
+  if (signals && !signalsInstalled) {
+    signalsInstalled = true;
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+  }
 }
 
 function removeGuards(): void {
-  if (!guardsInstalled || live.size > 0) return;
-  guardsInstalled = false;
-  process.off('SIGINT', onSignal);
-  process.off('SIGTERM', onSignal);
-  process.off('exit', onExit);
+  if (live.size > 0) return;
+  if (guardsInstalled) { guardsInstalled = false; process.off('exit', onExit); }
+  if (signalsInstalled) {
+    signalsInstalled = false;
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
 }
 
 function ms(t: Timespec): number {
@@ -181,7 +190,7 @@ class MountHandleImpl implements MountHandle {
     const thread = this.native.threadBuffer();
     if ((this.serve.context ?? 'request') === 'request' && thread) this.reader = await RequestContextReader.create(thread);
     live.add(this);
-    if (this.o.handleSignals) installGuards();
+    installGuards(this.o.handleSignals);
     const m = await findMount(this.mountpoint);
     this.mountId = m?.id;
     this.watchTimer = setInterval(() => { void this.checkStillMounted(); }, 1000);

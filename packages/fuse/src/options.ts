@@ -63,7 +63,7 @@ export interface MountOptions {
   maxCachedPaths?: number;
   /** Called with each error that is not an `FsError` (mapped to EIO). Default: write to stderr. */
   onInternalError?: (err: unknown, op: string, path: string) => void;
-  /** Install SIGINT/SIGTERM/exit handlers that unmount. Default: true. */
+  /** Install SIGINT/SIGTERM handlers that unmount every live mount and exit 0. Default: true. (A process-exit guard that detaches live mounts is always installed.) */
   handleSignals?: boolean;
 }
 
