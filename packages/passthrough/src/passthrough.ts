@@ -66,6 +66,8 @@ const CHUNK_BYTES = 3800;
 const OPAQUE_XATTRS = [OPAQUE_XATTR, OPAQUE_XATTR_USER, OPAQUE_XATTR_FUSE_OVERLAYFS] as const;
 const XATTR_NAME_MAX = 255;
 const XATTR_SIZE_MAX = 65536;
+/** Errors that mean "this path no longer leads where it did" (a search by identity may help). */
+const STALE_PATH: readonly string[] = ['ENOENT', 'ENOTDIR', 'ELOOP', 'ESTALE'];
 /** Most entries `findByIdentity` examines before declaring an inode lost. */
 const SEARCH_LIMIT = 200_000;
 
@@ -318,8 +320,14 @@ export class PassthroughLayer implements Layer {
       const node = record.value;
       node.lost = false;
       if (node.fixedFd === undefined && !node.paths.includes(path)) {
-        if (node.type === 'directory') node.paths = [path];
-        else node.paths.push(path);
+        if (node.type !== 'directory') node.paths.push(path);
+        else if (node.paths[0] === undefined) node.paths = [path];
+        else {
+          // Moved behind our back: everything known below it moves along.
+          const old = node.paths[0];
+          this.cache.deleteTree(old);
+          this.movePaths(old, path, true);
+        }
       }
     }
     const e: Entry = { ino: record.ino, generation, attr: this.attrOf(st, record.ino) };
@@ -414,7 +422,17 @@ export class PassthroughLayer implements Layer {
       if (node.orphanFd !== undefined) return { fd: node.orphanFd, path: ORPHAN, node };
       throw err('ENOENT', 'directory was removed');
     }
-    return { fd: this.dirFd(path, node.key), path, node };
+    try {
+      return { fd: this.dirFd(path, node.key), path, node };
+    } catch (e) {
+      if (!(e instanceof FsError) || !STALE_PATH.includes(e.code)) throw e;
+      // The path no longer leads to this directory: look for it once by identity.
+      this.cache.delete(path);
+      node.paths = [];
+      const found = this.currentPath(node);
+      if (found === undefined) throw err('ESTALE', 'directory is no longer reachable');
+      return { fd: this.dirFd(found, node.key), path: found, node };
+    }
   }
 
   /** A path of `node` that still reaches it, searching the tree when none is known. */
@@ -466,18 +484,21 @@ export class PassthroughLayer implements Layer {
   private statIno(ino: number): { st: HostStat; t: Target; node: PtNode } {
     const node = this.node(ino);
     for (let attempt = 0; attempt < 3; attempt++) {
-      const t = this.targetOf(node);
+      const named = node.fixedFd === undefined && node.orphanFd === undefined;
+      const path = named ? this.currentPath(node) : undefined;
+      let t: Target | undefined;
       let st: HostStat | undefined;
       try {
+        t = this.targetOf(node);
         st = libc.statx(t.dirfd, t.name, t.at);
       } catch (e) {
-        if (!(e instanceof FsError) || e.code !== 'ENOENT' || t.path === undefined) throw e;
+        if (!(e instanceof FsError) || !STALE_PATH.includes(e.code) || path === undefined) throw e;
       }
-      if (st && keyOf(st) === node.key) return { st, t, node };
+      if (t && st && keyOf(st) === node.key) return { st, t, node };
       // The name no longer reaches this inode: drop it and try another (or search).
-      if (t.path !== undefined) {
-        node.paths = node.paths.filter((p) => p !== t.path);
-        if (node.type === 'directory') this.cache.delete(t.path);
+      if (path !== undefined) {
+        node.paths = node.paths.filter((p) => p !== path);
+        if (node.type === 'directory') this.cache.delete(path);
       }
     }
     throw err('ESTALE', `inode ${ino} is no longer reachable`);

@@ -105,14 +105,20 @@ describe('renames keep host paths true', () => {
     await rejectsWith(L.getattr(ctx, file), 'ESTALE');
   });
 
-  it('a directory replaced behind the layer\'s back is not mistaken for the old one', async () => {
+  it('a directory replaced behind the layer\'s back is not mistaken for the old one, and is found where it went', async () => {
     const L2 = new PassthroughLayer(dir, { maxOpenFds: 4 });
     const c2 = await walk(L2, 'a/b/c');
     for (const p of ['x1', 'x2', 'x3', 'x4', 'x5']) { fs.mkdirSync(`${dir}/${p}`); await walk(L2, p); await L2.opendir(ctx, await walk(L2, p)); }
     fs.renameSync(`${dir}/a/b/c`, `${dir}/a/b/c-old`);
     fs.mkdirSync(`${dir}/a/b/c`);
-    await rejectsWith(L2.mkdir(ctx, c2, 'made', 0o755), 'ESTALE');
+    // The held inode is the directory now called c-old: found again by identity.
+    const made = await L2.mkdir(ctx, c2, 'made', 0o755);
+    expect(fs.existsSync(`${dir}/a/b/c-old/made`)).toBe(true);
     expect(fs.existsSync(`${dir}/a/b/c/made`)).toBe(false);
+    expect(L2.hostPath(c2)).toBe(`${dir}/a/b/c-old`);
+    expect(L2.hostPath(made.ino)).toBe(`${dir}/a/b/c-old/made`);
+    fs.rmSync(`${dir}/a/b/c-old`, { recursive: true });
+    await rejectsWith(L2.mkdir(ctx, c2, 'again', 0o755), 'ENOENT');
     await L2.destroy();
   });
 });
