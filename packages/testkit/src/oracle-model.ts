@@ -231,6 +231,7 @@ export class OverlayModel {
       pu.entries.delete(name);
     }
     if (lowerPos) pu.entries.set(name, { kind: 'w' });
+    pu.mtimeMs = NOW;
   }
 
   /** Place a new upper node at `name` of `parent` (over a whiteout: opaque if a dir). */
@@ -397,7 +398,12 @@ export class OverlayModel {
     const now = Date.now();
     switch (t.kind) {
       case 'f': return { mode: 0o100000 | t.mode, size: t.data.length, nlink: t.nlink, mtimeMs: t.mtimeMs === NOW ? now : t.mtimeMs };
-      case 'd': return { mode: 0o040000 | t.mode, size: 4096, nlink: 1, mtimeMs: t.mtimeMs === NOW ? now : t.mtimeMs };
+      case 'd': {
+        // Kernel: a merged directory reports nlink 1; others their real directory's count.
+        const merged = o.upper ? o.lowers.length > 0 : o.lowers.length > 1;
+        const subdirs = [...t.entries.values()].filter((e) => e.kind === 'd').length;
+        return { mode: 0o040000 | t.mode, size: 4096, nlink: merged ? 1 : 2 + subdirs, mtimeMs: t.mtimeMs === NOW ? now : t.mtimeMs };
+      }
       case 'l': return { mode: 0o120777, size: Buffer.byteLength(t.target), nlink: t.nlink, mtimeMs: t.mtimeMs === NOW ? now : t.mtimeMs };
     }
   }
@@ -440,6 +446,8 @@ export class OverlayModel {
     if (node.kind === 'd' && !node.opaque && newParentMerged) node.opaque = true;
     if (target && pureUpperTarget && target.upper!.kind === 'd' && (target.upper as MDir).entries.size > 0) fail('ENOTEMPTY');
     // Remove the source name.
+    opu.mtimeMs = NOW;
+    npu.mtimeMs = NOW;
     opu.entries.delete(src.name);
     if (lowerPosOld) opu.entries.set(src.name, { kind: 'w' });
     // Replace the target.
