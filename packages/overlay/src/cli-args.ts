@@ -32,8 +32,10 @@ export interface MountRequest {
   upperdir?: string;
   /** Work directory (absolute), if any. */
   workdir?: string;
-  /** Whiteout format of the upper (default: chardev). */
+  /** Whiteout format of the upper (default: chardev as root). */
   whiteout?: WhiteoutFormat;
+  /** Whiteout format of the lowers (default: the upper's). */
+  lowerWhiteout?: WhiteoutFormat;
   /** Uid mapping (fuse-overlayfs syntax), validated. */
   uidmapping?: string;
   /** Gid mapping, validated. */
@@ -123,6 +125,7 @@ export function parseMountArgs(args: readonly string[], cwd = process.cwd()): Mo
   let upperdir: string | undefined;
   let workdir: string | undefined;
   let whiteout: WhiteoutFormat | undefined;
+  let lowerWhiteout: WhiteoutFormat | undefined;
   let uidmapping: string | undefined;
   let gidmapping: string | undefined;
   let userxattr = false;
@@ -144,10 +147,11 @@ export function parseMountArgs(args: readonly string[], cwd = process.cwd()): Mo
       case 'lowerdir': lowerdir = need(); break;
       case 'upperdir': upperdir = need(); break;
       case 'workdir': workdir = need(); break;
-      case 'whiteout': {
+      case 'whiteout':
+      case 'lowerwhiteout': {
         const v = need();
-        if (v !== 'chardev' && v !== 'oci') throw new CliError(`bad value for whiteout: '${v}' (expected chardev or oci)`);
-        whiteout = v;
+        if (v !== 'chardev' && v !== 'oci') throw new CliError(`bad value for ${key}: '${v}' (expected chardev or oci)`);
+        if (key === 'whiteout') whiteout = v; else lowerWhiteout = v;
         break;
       }
       case 'uidmapping': uidmapping = checkMapping('uidmapping', need()); break;
@@ -183,6 +187,7 @@ export function parseMountArgs(args: readonly string[], cwd = process.cwd()): Mo
   if (upperdir !== undefined) req.upperdir = resolvePath(cwd, upperdir);
   if (workdir !== undefined) req.workdir = resolvePath(cwd, workdir);
   if (whiteout !== undefined) req.whiteout = whiteout;
+  if (lowerWhiteout !== undefined) req.lowerWhiteout = lowerWhiteout;
   if (uidmapping !== undefined) req.uidmapping = uidmapping;
   if (gidmapping !== undefined) req.gidmapping = gidmapping;
   if (readyFd !== undefined) req.readyFd = readyFd;

@@ -41,6 +41,7 @@ unmount it.
 options (-o, comma separated):
   lowerdir=A:B   upperdir=U   workdir=W    the layers (workdir on the upper's filesystem)
   whiteout=chardev|oci                     whiteout format of the upper (default chardev)
+  lowerwhiteout=chardev|oci                whiteout format of the lowers (default: whiteout's)
   uidmapping=H:C:N[:H:C:N…]  gidmapping=…  id mappings (fuse-overlayfs syntax)
   userxattr                                user.overlay.* xattrs instead of trusted.overlay.*
   ro | rw   noatime   allow_other   default_permissions (always on)   fsname=NAME  subtype=NAME
@@ -85,6 +86,7 @@ async function serve(req: MountRequest, io: CliIo): Promise<number> {
       lowerdir: roUpper ? [req.upperdir!, ...req.lowerdirs] : req.lowerdirs,
       ...(req.upperdir !== undefined && !roUpper ? { upperdir: req.upperdir, workdir: req.workdir! } : {}),
       ...(req.whiteout ? { whiteoutFormat: req.whiteout } : {}),
+      ...(req.lowerWhiteout ? { lowerWhiteoutFormat: roUpper ? [req.whiteout ?? 'chardev', ...req.lowerdirs.map(() => req.lowerWhiteout!)] : req.lowerWhiteout } : {}),
       ...(req.uidmapping ? { uidmapping: req.uidmapping } : {}),
       ...(req.gidmapping ? { gidmapping: req.gidmapping } : {}),
       userxattr: req.userxattr,

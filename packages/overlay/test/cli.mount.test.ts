@@ -87,6 +87,29 @@ describe.skipIf(mountSkip)('layerfs command with real mounts (needs root and /de
     await waitFor(async () => (await shResult(`pgrep -f -- ${JSON.stringify(`mount -f --ready-fd 3 -o ${opts()}`)}`)).code !== 0);
   }, 60_000);
 
+  it('mounts the example layers (OCI whiteouts below, chardev whiteouts in the upper): ls, copy-up, whiteout', async () => {
+    const ex = join(pkg, '..', '..', 'examples', 'layers');
+    const up = join(dir, 'ex-upper');
+    const wk = join(dir, 'ex-work');
+    await fsp.mkdir(up);
+    await fsp.mkdir(wk);
+    const r = await layerfs('mount', '-o', `lowerdir=${join(ex, 'app')}:${join(ex, 'base')},upperdir=${up},workdir=${wk},lowerwhiteout=oci`, mnt);
+    expect(r).toMatchObject({ code: 0, stderr: '' });
+    try {
+      expect((await fsp.readdir(mnt)).sort()).toEqual(['bin', 'etc', 'srv', 'usr']);
+      expect(await fsp.readdir(join(mnt, 'usr', 'share', 'doc'))).toEqual([]);
+      const hostname = await fsp.readFile(join(mnt, 'etc', 'hostname'), 'utf8');
+      await fsp.appendFile(join(mnt, 'etc', 'hostname'), 'copied-up\n');
+      expect(await fsp.readFile(join(up, 'etc', 'hostname'), 'utf8')).toBe(`${hostname}copied-up\n`);
+      await fsp.unlink(join(mnt, 'etc', 'passwd'));
+      const wh = await fsp.lstat(join(up, 'etc', 'passwd'));
+      expect([wh.isCharacterDevice(), wh.rdev]).toEqual([true, 0]);
+      expect(await fsp.readFile(join(ex, 'base', 'etc', 'hostname'), 'utf8')).toBe(hostname);
+    } finally {
+      expect((await layerfs('umount', mnt)).code).toBe(0);
+    }
+  }, 60_000);
+
   it('serves a union without upper read-only (EROFS)', async () => {
     expect((await layerfs('mount', '-o', `lowerdir=${lower}`, mnt)).code).toBe(0);
     try {
@@ -97,13 +120,13 @@ describe.skipIf(mountSkip)('layerfs command with real mounts (needs root and /de
     }
   }, 60_000);
 
-  it('unmounts and exits 0 on SIGTERM (foreground)', async () => {
+  it.each(['SIGTERM', 'SIGINT'] as const)('unmounts and exits 0 on %s (foreground)', async (sig) => {
     const child = spawn(process.execPath, [bin, 'mount', '-f', '-o', opts(), mnt], { stdio: 'ignore' });
     const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
     try {
       await waitFor(async () => (await findMount(mnt)) !== undefined);
       expect(await fsp.readFile(join(mnt, 'etc', 'hostname'), 'utf8')).toBe('box\nmore\n');
-      child.kill('SIGTERM');
+      child.kill(sig);
       expect(await exited).toBe(0);
       expect(await findMount(mnt)).toBeUndefined();
     } finally {

@@ -42,6 +42,7 @@ describe('layerfs command: help, version, parsing', () => {
     expect(r).toMatchObject({ upperdir: '/u', workdir: '/w', mountpoint: '/m', readOnly: false, foreground: false });
     expect(r.fuse).toMatchObject({ allowOther: true, noatime: true, fsname: 'box', entryTimeout: 2 });
     expect(parseMountArgs(['-f', '-o', 'lowerdir=/a', '/m']).readOnly).toBe(true);
+    expect(parseMountArgs(['-o', 'lowerdir=/a,lowerwhiteout=oci', '/m']).lowerWhiteout).toBe('oci');
     expect(parseMountArgs(['-o', 'lowerdir=/a,upperdir=/u,workdir=/w,ro', '/m']).readOnly).toBe(true);
   });
 
