@@ -113,9 +113,15 @@ async function race(useOpenat2: boolean, ms: number): Promise<{ ops: number; swa
   await Promise.race([started, new Promise((_, rej) => setTimeout(() => rej(new Error('swapper did not start')), 15_000))]);
   const end = Date.now() + ms;
   let ops = 0;
-  const attempt = async (f: () => Promise<unknown>) => { ops++; await f().catch(() => undefined); };
-  // Other directories to push `d` out of the 4-descriptor LRU, so it is reopened while raced.
-  for (const n of ['e1', 'e2', 'e3', 'e4', 'e5']) fs.mkdirSync(`${root}/${n}`, { recursive: true });
+  // Other directories to push `d` out of the 4-descriptor LRU after every call, so it is
+  // reopened (through the raced name) again and again.
+  const others: number[] = [];
+  for (const n of ['e1', 'e2', 'e3', 'e4', 'e5']) {
+    fs.mkdirSync(`${root}/${n}`, { recursive: true });
+    others.push((await L.lookup(ctx, ROOT_INO, n)).ino);
+  }
+  const churn = async () => { for (const o of others) await L.statfs(ctx, o); };
+  const attempt = async (f: () => Promise<unknown>) => { ops++; await f().catch(() => undefined); await churn(); };
   try {
     while (Date.now() < end) {
       const e = await L.lookup(ctx, ROOT_INO, 'd').catch(() => undefined);
@@ -138,7 +144,6 @@ async function race(useOpenat2: boolean, ms: number): Promise<{ ops: number; swa
         await attempt(() => L.lookup(ctx, ino, 'secret').then((x) => L.forget(ctx, x.ino, 1)));
       }
       if (e) await L.forget(ctx, e.ino, 1);
-      for (const n of ['e1', 'e2', 'e3', 'e4', 'e5']) await attempt(() => L.lookup(ctx, ROOT_INO, n).then((x) => L.mkdir(ctx, x.ino, 'sub', 0o755).catch(() => undefined).then(() => L.forget(ctx, x.ino, 1))));
     }
   } finally {
     child.kill('SIGKILL');
