@@ -195,3 +195,22 @@ describe('long paths', () => {
     await F.destroy();
   });
 });
+
+describe('forget releases what an inode held', () => {
+  it('closes the descriptor kept for an unlinked inode and the cached descriptor of a directory', async () => {
+    const fds = () => fs.readdirSync('/proc/self/fd').length;
+    const a = await walk(L, 'a');
+    const one = await L.lookup(ctx, a, 'one');
+    const start = fds();
+    await L.unlink(ctx, a, 'one');
+    expect(fds()).toBe(start + 1);
+    expect((await L.getattr(ctx, one.ino)).nlink).toBe(0);
+    await L.forget(ctx, one.ino, 1);
+    expect(fds()).toBe(start);
+    const b = await walk(L, 'a/b');
+    await L.mkdir(ctx, b, 'x', 0o755).then((e) => L.forget(ctx, e.ino, 1));
+    const cached = L.fdStats().cached;
+    await L.forget(ctx, b, 1);
+    expect(L.fdStats().cached).toBe(cached - 1);
+  });
+});
