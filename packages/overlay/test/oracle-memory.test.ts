@@ -3,24 +3,9 @@
 // to `Volume(OverlayFs over MemoryLayers)` and to the testkit's kernel-overlayfs reference
 // model (itself checked against the kernel by the testkit's harness tests), compared after
 // every step, then the visible tree and the upper layer. Seed it with LAYERFS_ORACLE_SEED.
-import { ROOT_CONTEXT, Volume } from '@layerfs/core';
-import { dumpMemoryUpper, memoryLayersFor, runModelOracle, volumeTarget, type MemorySutFactory } from '@layerfs/testkit';
+import { runModelOracle } from '@layerfs/testkit';
 import { describe, expect, it } from 'vitest';
-import { OverlayFs } from '../src/index.js';
-
-/** `Volume(OverlayFs)` over the case's layers laid out in MemoryLayers. */
-export function memoryOverlaySut(): MemorySutFactory {
-  return async (c) => {
-    const { upper, lowers } = await memoryLayersFor(c);
-    const ov = await OverlayFs.create({ upper, lowers });
-    const vol = new Volume(ov, { context: ROOT_CONTEXT });
-    return {
-      target: volumeTarget(vol, 'OverlayFs/MemoryLayer'),
-      close: () => ov.destroy(),
-      dumpUpper: () => dumpMemoryUpper(upper),
-    };
-  };
-}
+import { memoryOverlaySut } from './oracle-suts.js';
 
 describe('oracle: OverlayFs over MemoryLayers vs the reference model', () => {
   it('agrees on 300 generated sequences of up to 30 operations', async () => {

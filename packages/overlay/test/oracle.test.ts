@@ -5,23 +5,11 @@
 // tree, then the two upper directories (whiteouts and opaque markers included). Needs root
 // and kernel overlayfs; skipped with the reason otherwise (the memory-layer suite in
 // oracle-memory.test.ts runs everywhere). Replay with LAYERFS_ORACLE_SEED / _PATH.
-import { ROOT_CONTEXT, Volume } from '@layerfs/core';
-import {
-  kernelOverlayUnavailable, runOracle, unmountAllOracleMounts, volumeTarget, type SutFactory,
-} from '@layerfs/testkit';
+import { kernelOverlayUnavailable, runOracle, unmountAllOracleMounts } from '@layerfs/testkit';
 import { afterAll, describe, expect, it } from 'vitest';
-import { overlayFromDirs } from '../src/index.js';
+import { passthroughOverlaySut } from './oracle-suts.js';
 
 const unavailable = await kernelOverlayUnavailable();
-
-/** `Volume(OverlayFs)` over PassthroughLayers of the laid-out directories (chardev whiteouts). */
-export function passthroughOverlaySut(): SutFactory {
-  return async (l) => {
-    const ov = await overlayFromDirs({ lowerdir: [...l.lowerdirs], upperdir: l.upperdir, workdir: l.workdir, whiteoutFormat: 'chardev' });
-    const vol = new Volume(ov, { context: ROOT_CONTEXT });
-    return { target: volumeTarget(vol, 'OverlayFs/Passthrough'), upperdir: l.upperdir, close: () => ov.destroy() };
-  };
-}
 
 afterAll(async () => { await unmountAllOracleMounts(); });
 
