@@ -177,6 +177,8 @@ export class OverlayFs implements Filesystem {
   private readonly table: InodeTable<OvlNode>;
   private readonly root: OvlNode;
   private readonly ns = new Mutex();
+  /** Bumped when a namespace change starts and when it ends (odd: one is in progress). */
+  private nsGen = 0;
   private readonly files = new Map<number, FileHandleState>();
   private readonly dirs = new Map<number, DirHandleState>();
   private nextFh = 1;
@@ -219,6 +221,18 @@ export class OverlayFs implements Filesystem {
   }
 
   // ---------------------------------------------------------------- bookkeeping
+
+  /** Run a change of the upper namespace under the mutex, marking it in `nsGen`. */
+  private mutate<T>(fn: () => Promise<T>): Promise<T> {
+    return this.ns.run(async () => {
+      this.nsGen++;
+      try {
+        return await fn();
+      } finally {
+        this.nsGen++;
+      }
+    });
+  }
 
   /** Inodes in the overlay's table, the root included (1 once every lookup is forgotten). */
   liveInodes(): number {
@@ -465,25 +479,42 @@ export class OverlayFs implements Filesystem {
   }
 
   /** Find `name` in `p`: a node with one lookup taken, or undefined. */
-  private async lookupChild(p: OvlNode, name: string): Promise<OvlNode | undefined> {
-    const cached = p.children.get(name);
-    if (cached && this.table.get(cached.ino)?.value === cached) {
-      this.ref(cached);
-      return cached;
+  private async lookupChild(p: OvlNode, name: string, inside = false): Promise<OvlNode | undefined> {
+    for (let attempt = 0; ; attempt++) {
+      const cached = p.children.get(name);
+      if (cached && this.table.get(cached.ino)?.value === cached) {
+        this.ref(cached);
+        return cached;
+      }
+      const gen = this.nsGen;
+      if (!inside && gen % 2 === 1 && attempt < 8) {
+        // A namespace change is in progress: look up after it, not in its middle.
+        await this.ns.run(async () => undefined);
+        continue;
+      }
+      const { res } = await this.resolve(p, name);
+      if (!inside && this.nsGen !== gen && attempt < 8) {
+        // The namespace changed while resolving: the result may describe a moved object.
+        if (res) await this.releaseResolution(res);
+        continue;
+      }
+      if (!res) return undefined;
+      return this.attachFound(p, name, res);
     }
-    const { res } = await this.resolve(p, name);
-    if (!res) return undefined;
+  }
+
+  private async attachFound(p: OvlNode, name: string, res: Resolution): Promise<OvlNode> {
     const { node, created } = this.attachResolution(p, name, res);
     if (!created) await this.releaseResolution(res);
     return node;
   }
 
   /** Lookup with the caller's checks: `p` a live directory, search permission. */
-  private async lookupFor(ctx: RequestContext, p: OvlNode, name: string): Promise<OvlNode | undefined> {
+  private async lookupFor(ctx: RequestContext, p: OvlNode, name: string, inside = false): Promise<OvlNode | undefined> {
     validateName(name);
     await this.check(ctx, p, AccessMode.X_OK);
     if (p.removed) return undefined;
-    return this.lookupChild(p, name);
+    return this.lookupChild(p, name, inside);
   }
 
   /** Resolve `name` in `p` and report whether the upper holds a whiteout there (no lookup kept). */
@@ -882,7 +913,7 @@ export class OverlayFs implements Filesystem {
     this.checkSetattr(ctx, n, a, changes, fh);
     if (changes.size !== undefined && n.type === 'directory') throw fsErr('EISDIR');
     if (changes.size !== undefined && n.type !== 'file') throw fsErr('EINVAL');
-    if (!n.upper) await this.ns.run(() => this.copyUp(n, changes.size !== 0));
+    if (!n.upper) await this.mutate(() => this.copyUp(n, changes.size !== 0));
     const c: SetattrRequest = { ...changes };
     if (c.mode !== undefined) c.mode &= 0o7777;
     const h = fh !== undefined ? this.files.get(fh) : undefined;
@@ -972,9 +1003,9 @@ export class OverlayFs implements Filesystem {
   ): Promise<{ entry: Entry; fh?: number }> {
     const p = this.dirNode(parent);
     validateName(name);
-    return this.ns.run(async () => {
+    return this.mutate(async () => {
       // The kernel's order: search permission and EEXIST (lookup), EROFS, write permission.
-      const again = lookedUp ? await this.lookupChild(p, name) : await this.lookupFor(ctx, p, name);
+      const again = lookedUp ? await this.lookupChild(p, name, true) : await this.lookupFor(ctx, p, name, true);
       if (again) { await this.unref(again); throw fsErr('EEXIST'); }
       if (p.removed) throw fsErr('ENOENT');
       const up = this.requireUpper();
@@ -1064,7 +1095,7 @@ export class OverlayFs implements Filesystem {
       if (this.checkPerms) checkSticky(await this.realAttr(p), await this.realAttr(child), ctx);
       if (isDir && child.type !== 'directory') throw fsErr('ENOTDIR');
       if (!isDir && child.type === 'directory') throw fsErr('EISDIR');
-      await this.ns.run(async () => {
+      await this.mutate(async () => {
         if (p.children.get(name) !== child) throw fsErr('ENOENT');
         let upperWhiteouts: string[] = [];
         if (isDir) {
@@ -1158,7 +1189,7 @@ export class OverlayFs implements Filesystem {
       if (flags & RenameFlags.WHITEOUT) throw fsErr('EINVAL');
       if (old.type === 'directory' && old.lowers.length > 0) throw fsErr('EXDEV');
       if (exchange && target!.type === 'directory' && target!.lowers.length > 0) throw fsErr('EXDEV');
-      await this.ns.run(() => this.doRename(up, p, name, old, np, newname, target, exchange));
+      await this.mutate(() => this.doRename(up, p, name, old, np, newname, target, exchange));
     } finally {
       if (target) await this.unref(target);
       await this.unref(old);
@@ -1318,8 +1349,8 @@ export class OverlayFs implements Filesystem {
     await this.check(ctx, np, AccessMode.W_OK | AccessMode.X_OK);
     if (n.type === 'directory') throw fsErr('EPERM');
     if (np.removed) throw fsErr('ENOENT');
-    return this.ns.run(async () => {
-      const again = await this.lookupChild(np, newname);
+    return this.mutate(async () => {
+      const again = await this.lookupChild(np, newname, true);
       if (again) { await this.unref(again); throw fsErr('EEXIST'); }
       await this.copyUp(n);
       await this.copyUp(np);
@@ -1365,7 +1396,7 @@ export class OverlayFs implements Filesystem {
     const write = opensForWrite(flags) && (n.type === 'file' || n.type === 'directory' || n.type === 'symlink');
     if (write && !this.upper) throw fsErr('EROFS');
     await this.check(ctx, n, mask);
-    if (write && !n.upper) await this.ns.run(() => this.copyUp(n, (flags & OpenFlags.O_TRUNC) === 0));
+    if (write && !n.upper) await this.mutate(() => this.copyUp(n, (flags & OpenFlags.O_TRUNC) === 0));
     const real = n.upper ?? n.lowers[0]!;
     const realFlags = flags & ~(OpenFlags.O_CREAT | OpenFlags.O_EXCL | OpenFlags.O_NOCTTY);
     const o = await real.layer.open(this.m, real.ino, realFlags);
@@ -1607,7 +1638,7 @@ export class OverlayFs implements Filesystem {
     const real = this.realXattrName(name);
     if (real === undefined) throw fsErr('EPERM');
     this.checkXattrWrite(ctx, n, await this.realAttr(n), name);
-    if (!n.upper) await this.ns.run(() => this.copyUp(n));
+    if (!n.upper) await this.mutate(() => this.copyUp(n));
     await up.setxattr(this.m, n.upper!.ino, real, value, flags);
     this.invalidate(n);
   }
@@ -1646,7 +1677,7 @@ export class OverlayFs implements Filesystem {
     if (!n.upper) {
       const r = n.lowers[0]!;
       await r.layer.getxattr(this.m, r.ino, real);
-      await this.ns.run(() => this.copyUp(n));
+      await this.mutate(() => this.copyUp(n));
     }
     await up.removexattr(this.m, n.upper!.ino, real);
     this.invalidate(n);
