@@ -18,7 +18,7 @@
  */
 import {
   AccessMode, FsError, InodeTable, OpenFlags, RenameFlags, ROOT_INO, S_IFCHR, S_IFDIR, S_IFMT,
-  S_IFREG, S_ISGID, S_ISUID, S_ISVTX, UTIME_NOW, checkAccess, checkSticky, inGroup,
+  S_IFREG, S_ISGID, S_ISUID, S_ISVTX, UTIME_NOW, Whence, checkAccess, checkSticky, inGroup,
   isOwnerOrRoot, mayAccess, opensForWrite, processContext, typeOfMode, validateName,
   type Attr, type CreateResult, type DirEntry, type Entry, type ErrnoCode, type FileType,
   type Filesystem, type Layer, type OpenResult, type RequestContext, type SetattrRequest,
@@ -694,17 +694,32 @@ export class OverlayFs implements Filesystem {
     }
     const rfh = (await src.layer.open(this.m, src.ino, OpenFlags.O_RDONLY)).fh;
     try {
+      // Data segments by SEEK_DATA/SEEK_HOLE where the layer has them (holes are skipped, as
+      // the kernel's copy-up does); zero blocks inside segments are skipped too.
+      let seek = true;
       let pos = 0;
       while (pos < size) {
-        const buf = await src.layer.read(this.m, src.ino, rfh, Math.min(CHUNK, size - pos), pos);
-        if (buf.length === 0) break;
-        for (let off = 0; off < buf.length; off += HOLE_BLOCK) {
-          const block = buf.subarray(off, Math.min(off + HOLE_BLOCK, buf.length));
-          if (isZero(block)) continue;
-          let done = 0;
-          while (done < block.length) done += await up.write(this.m, dst, fh, block.subarray(done), pos + off + done);
+        let end = size;
+        if (seek) {
+          try {
+            pos = await src.layer.lseek(this.m, src.ino, rfh, pos, Whence.SEEK_DATA);
+            end = Math.min(size, await src.layer.lseek(this.m, src.ino, rfh, pos, Whence.SEEK_HOLE));
+          } catch (e) {
+            if (codeOf(e) === 'ENXIO') break;
+            seek = false;
+          }
         }
-        pos += buf.length;
+        while (pos < end) {
+          const buf = await src.layer.read(this.m, src.ino, rfh, Math.min(CHUNK, end - pos), pos);
+          if (buf.length === 0) { end = pos; size = pos; break; }
+          for (let off = 0; off < buf.length; off += HOLE_BLOCK) {
+            const block = buf.subarray(off, Math.min(off + HOLE_BLOCK, buf.length));
+            if (isZero(block)) continue;
+            let done = 0;
+            while (done < block.length) done += await up.write(this.m, dst, fh, block.subarray(done), pos + off + done);
+          }
+          pos += buf.length;
+        }
       }
       await up.setattr(this.m, dst, { size }, fh);
     } finally {

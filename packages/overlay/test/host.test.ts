@@ -11,7 +11,9 @@ import { promisify } from 'node:util';
 import { ROOT_CONTEXT, Volume } from '@layerfs/core';
 import { dump, dumpHost, tree, whiteout, type TreeSpec } from '@layerfs/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { overlayFromDirs, type OverlayFs } from '../src/index.js';
+import { PassthroughLayer } from '@layerfs/passthrough';
+import { OverlayFs, overlayFromDirs } from '../src/index.js';
+import type { Layer } from '@layerfs/core';
 
 const run = promisify(execFile);
 const isRoot = process.getuid?.() === 0;
@@ -99,6 +101,34 @@ describe.skipIf(!isRoot)('over host directories (root: chardev whiteouts, truste
     const again = await open(d);
     expect(await dump(again.ov)).toEqual(seen);
     await again.ov.destroy();
+  });
+
+  it('the streamed copy-up (no clone) keeps holes: a sparse lower file stays sparse', async () => {
+    const d = await layout([{}]);
+    const big = join(d.lower[0]!, 'sparse');
+    const fh = await fsp.open(big, 'w');
+    await fh.write('head', 0);
+    await fh.write('tail', (64 << 20) - 4);
+    await fh.close();
+    const lower = await PassthroughLayer.open(d.lower[0]!, { writable: false });
+    const realUpper = await PassthroughLayer.open(d.upper, { workdir: d.work });
+    const upper = new Proxy(realUpper, {
+      get(t, prop, r) {
+        if (prop === 'copyUpData') return undefined;
+        const v = Reflect.get(t, prop, r) as unknown;
+        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(t) : v;
+      },
+    }) as unknown as Layer;
+    const ov = await OverlayFs.create({ upper, lowers: [lower], options: { destroyLayers: true } });
+    const vol = new Volume(ov, { context: ROOT_CONTEXT });
+    await vol.chmod('/sparse', 0o600);
+    const st = await fsp.stat(join(d.upper, 'sparse'));
+    expect(st.size).toBe(64 << 20);
+    expect(st.blocks * 512).toBeLessThan(1 << 20);
+    const data = await vol.readFile('/sparse');
+    expect(data.subarray(0, 4).toString()).toBe('head');
+    expect(data.subarray(data.length - 4).toString()).toBe('tail');
+    await ov.destroy();
   });
 
   it('ino survives copy-up, forget, and re-creation (origin recorded in trusted.overlay.origin)', async () => {
