@@ -7,7 +7,6 @@
  * `unmount()` gives every lookup back. It also owns the process guards: SIGINT/SIGTERM
  * unmount every live mount and exit 0; a process `exit` detaches them lazily.
  */
-import { AsyncLocalStorage } from 'node:async_hooks';
 import { execFileSync } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { resolve as resolvePath } from 'node:path';
@@ -157,7 +156,6 @@ class MountHandleImpl implements MountHandle {
   private watchTimer: NodeJS.Timeout | undefined;
   private mountId: string | undefined;
   private readonly ctx: () => RequestContext;
-  private readonly als = new AsyncLocalStorage<RequestContext>();
   private readonly base: RequestContext;
   private reader: RequestContextReader | undefined;
   /** Requests served with the caller's credentials / with the mounter's (counters for tests). */
@@ -171,7 +169,7 @@ class MountHandleImpl implements MountHandle {
     const gid = typeof process.getgid === 'function' ? process.getgid() : 0;
     this.base = Object.freeze({ uid, gid, pid: process.pid, umask: 0 });
     const c = serve.context;
-    this.ctx = typeof c === 'function' ? c : () => this.als.getStore() ?? this.base;
+    this.ctx = typeof c === 'function' ? c : () => this.base;
     this.map = new PathMap(fs, this.ctx, o.maxCachedPaths);
     this.closed = new Promise((r) => { this.resolveClosed = r; });
   }
@@ -185,12 +183,21 @@ class MountHandleImpl implements MountHandle {
   }
 
   async start(): Promise<void> {
+    const wantCallers = (this.serve.context ?? 'request') === 'request';
+    if (wantCallers) await RequestContextReader.prepare();
     this.native = createNativeMount(this.mountpoint, this.ops(), this.optionString);
-    await this.native.mount();
-    const thread = this.native.threadBuffer();
-    if ((this.serve.context ?? 'request') === 'request' && thread) this.reader = await RequestContextReader.create(thread);
+    // Guards first: a signal that arrives once the mount is visible must unmount it.
     live.add(this);
     installGuards(this.o.handleSignals);
+    try {
+      await this.native.mount();
+    } catch (e) {
+      live.delete(this);
+      removeGuards();
+      throw e;
+    }
+    const thread = this.native.threadBuffer();
+    if (wantCallers && thread) this.reader = RequestContextReader.create(thread);
     const m = await findMount(this.mountpoint);
     this.mountId = m?.id;
     this.watchTimer = setInterval(() => { void this.checkStillMounted(); }, 1000);
@@ -240,18 +247,18 @@ class MountHandleImpl implements MountHandle {
   }
 
   /** Run one request: count it, map its error to an errno, hand the result to `done`. */
-  private run<T>(op: string, path: string, work: () => Promise<T>, done: (code: number, value?: T) => void): void {
+  private run<T>(op: string, path: string, work: (c: RequestContext) => Promise<T>, done: (code: number, value?: T) => void): void {
     this.inFlight++;
     if (this.inFlight > this.maxInFlight) this.maxInFlight = this.inFlight;
     this.opCounts[op] = (this.opCounts[op] ?? 0) + 1;
     const locals = this.reader ? this.native.currentLocals() : undefined;
     const start = locals && this.reader
       ? this.reader.read(locals).catch(() => undefined).then((rc) => {
-        if (rc) { this.ctxHits++; return this.als.run({ ...rc, umask: 0 }, work); }
+        if (rc) { this.ctxHits++; return work(rc.umask === 0 ? rc : { ...rc, umask: 0 }); }
         this.ctxMisses++;
-        return work();
+        return work(this.ctx());
       })
-      : (this.ctxMisses++, work());
+      : (this.ctxMisses++, work(this.ctx()));
     start.then(
       (v) => {
         this.finish();
@@ -308,9 +315,9 @@ class MountHandleImpl implements MountHandle {
     return id;
   }
 
-  private async listAll(path: string): Promise<{ names: string[]; stats: NativeStat[] }> {
+  private async listAll(c: RequestContext, path: string): Promise<{ names: string[]; stats: NativeStat[] }> {
     return this.withIno(path, async (ino) => {
-      const ctx = this.ctx();
+      const ctx = c;
       const dir = await this.fs.opendir(ctx, ino);
       const names: string[] = [];
       const stats: NativeStat[] = [];
@@ -348,13 +355,13 @@ class MountHandleImpl implements MountHandle {
     });
   }
 
-  private async setattr(path: string, changes: SetattrRequest, fd?: number): Promise<void> {
+  private async setattr(c: RequestContext, path: string, changes: SetattrRequest, fd?: number): Promise<void> {
     if (fd !== undefined && this.handles.has(fd)) {
       const h = this.handle(fd);
-      await this.fs.setattr(this.ctx(), h.entry.ino, changes, h.fh);
+      await this.fs.setattr(c, h.entry.ino, changes, h.fh);
       return;
     }
-    await this.withIno(path, (ino) => this.fs.setattr(this.ctx(), ino, changes));
+    await this.withIno(path, (ino) => this.fs.setattr(c, ino, changes));
   }
 
   private async createLike(path: string, make: (parentIno: number, name: string) => Promise<{ ino: number }>): Promise<PathEntry> {
@@ -371,44 +378,43 @@ class MountHandleImpl implements MountHandle {
 
   private ops(): NativeOps {
     const fs = this.fs;
-    const ctx = this.ctx;
     const run = this.run.bind(this);
     const cbErr = (cb: (code: number) => void) => (code: number) => cb(code);
     return {
       init: (cb: (code: number) => void) => cb(0),
       error: (cb: (code: number) => void) => cb(0),
       access: (path: string, mode: number, cb: (c: number) => void) =>
-        run('access', path, () => this.withIno(path, (ino) => fs.access(ctx(), ino, mode)), cbErr(cb)),
+        run('access', path, (c) => this.withIno(path, (ino) => fs.access(c, ino, mode)), cbErr(cb)),
       statfs: (path: string, cb: (c: number, v?: unknown) => void) =>
-        run('statfs', path, () => this.withIno(path, (ino) => fs.statfs(ctx(), ino)), (c, s) => {
+        run('statfs', path, (c) => this.withIno(path, (ino) => fs.statfs(c, ino)), (c, s) => {
           if (c) return cb(c);
           cb(0, { bsize: s!.bsize, frsize: s!.frsize, blocks: s!.blocks, bfree: s!.bfree, bavail: s!.bavail, files: s!.files, ffree: s!.ffree, favail: s!.ffree, fsid: 0, flag: 0, namemax: s!.namemax });
         }),
       getattr: (path: string, cb: (c: number, v?: NativeStat) => void) =>
-        run('getattr', path, () => this.withIno(path, (ino) => fs.getattr(ctx(), ino)), (c, a) => (c ? cb(c) : cb(0, nativeStat(a!)))),
+        run('getattr', path, (c) => this.withIno(path, (ino) => fs.getattr(c, ino)), (c, a) => (c ? cb(c) : cb(0, nativeStat(a!)))),
       fgetattr: (path: string, fd: number, cb: (c: number, v?: NativeStat) => void) =>
-        run('fgetattr', path, async () => {
+        run('fgetattr', path, async (c) => {
           const h = this.handles.get(fd);
-          if (h) return fs.getattr(ctx(), h.entry.ino, h.dir ? undefined : h.fh);
-          return this.withIno(path, (ino) => fs.getattr(ctx(), ino));
+          if (h) return fs.getattr(c, h.entry.ino, h.dir ? undefined : h.fh);
+          return this.withIno(path, (ino) => fs.getattr(c, ino));
         }, (c, a) => (c ? cb(c) : cb(0, nativeStat(a!)))),
       flush: (path: string, fd: number, cb: (c: number) => void) =>
-        run('flush', path, async () => { const h = this.handle(fd); await fs.flush(ctx(), h.entry.ino, h.fh); }, cbErr(cb)),
+        run('flush', path, async (c) => { const h = this.handle(fd); await fs.flush(c, h.entry.ino, h.fh); }, cbErr(cb)),
       fsync: (path: string, datasync: number, fd: number, cb: (c: number) => void) =>
-        run('fsync', path, async () => { const h = this.handle(fd); await fs.fsync(ctx(), h.entry.ino, h.fh, !!datasync); }, cbErr(cb)),
+        run('fsync', path, async (c) => { const h = this.handle(fd); await fs.fsync(c, h.entry.ino, h.fh, !!datasync); }, cbErr(cb)),
       fsyncdir: (path: string, datasync: number, fd: number, cb: (c: number) => void) =>
-        run('fsyncdir', path, async () => {
+        run('fsyncdir', path, async (c) => {
           const h = this.handles.get(fd);
-          if (h) await fs.fsyncdir(ctx(), h.entry.ino, h.fh, !!datasync);
+          if (h) await fs.fsyncdir(c, h.entry.ino, h.fh, !!datasync);
         }, cbErr(cb)),
       readdir: (path: string, cb: (c: number, names?: string[], stats?: NativeStat[]) => void) =>
-        run('readdir', path, () => this.listAll(path), (c, r) => (c ? cb(c) : cb(0, r!.names, r!.stats))),
+        run('readdir', path, (c) => this.listAll(c, path), (c, r) => (c ? cb(c) : cb(0, r!.names, r!.stats))),
       truncate: (path: string, size: number, cb: (c: number) => void) =>
-        run('truncate', path, () => this.setattr(path, { size }), cbErr(cb)),
+        run('truncate', path, (c) => this.setattr(c, path, { size }), cbErr(cb)),
       ftruncate: (path: string, fd: number, size: number, cb: (c: number) => void) =>
-        run('ftruncate', path, () => this.setattr(path, { size }, fd), cbErr(cb)),
+        run('ftruncate', path, (c) => this.setattr(c, path, { size }, fd), cbErr(cb)),
       utimens: (path: string, atime: number, mtime: number, cb: (c: number) => void) =>
-        run('utimens', path, () => {
+        run('utimens', path, (c) => {
           const sa = atime === NATIVE_UTIME_SPECIAL_MS;
           const sm = mtime === NATIVE_UTIME_SPECIAL_MS;
           const now: Timespec = { sec: 0, nsec: UTIME_NOW };
@@ -416,79 +422,79 @@ class MountHandleImpl implements MountHandle {
           const changes: SetattrRequest = sa && sm
             ? { atime: now, mtime: now }
             : { atime: sa ? omit : timespecOfMs(atime), mtime: sm ? omit : timespecOfMs(mtime) };
-          return this.setattr(path, changes);
+          return this.setattr(c, path, changes);
         }, cbErr(cb)),
       readlink: (path: string, cb: (c: number, v?: string) => void) =>
-        run('readlink', path, () => this.withIno(path, (ino) => fs.readlink(ctx(), ino)), (c, v) => (c ? cb(c) : cb(0, v))),
+        run('readlink', path, (c) => this.withIno(path, (ino) => fs.readlink(c, ino)), (c, v) => (c ? cb(c) : cb(0, v))),
       chown: (path: string, uid: number, gid: number, cb: (c: number) => void) =>
-        run('chown', path, () => {
+        run('chown', path, (c) => {
           const changes: SetattrRequest = {};
           if (uid !== 0xffffffff) changes.uid = uid;
           if (gid !== 0xffffffff) changes.gid = gid;
-          return this.setattr(path, changes);
+          return this.setattr(c, path, changes);
         }, cbErr(cb)),
       chmod: (path: string, mode: number, cb: (c: number) => void) =>
-        run('chmod', path, () => this.setattr(path, { mode: mode & 0o7777 }), cbErr(cb)),
+        run('chmod', path, (c) => this.setattr(c, path, { mode: mode & 0o7777 }), cbErr(cb)),
       mknod: (path: string, mode: number, dev: number, cb: (c: number) => void) =>
-        run('mknod', path, async () => {
-          const e = await this.createLike(path, (p, n) => fs.mknod(ctx(), p, n, mode, dev));
+        run('mknod', path, async (c) => {
+          const e = await this.createLike(path, (p, n) => fs.mknod(c, p, n, mode, dev));
           this.map.unpin(e);
         }, cbErr(cb)),
       setxattr: (path: string, name: string, value: Buffer, _position: number, flags: number, cb: (c: number) => void) => {
         const copy = Uint8Array.from(value);
-        run('setxattr', path, () => this.withIno(path, (ino) => fs.setxattr(ctx(), ino, name, copy, flags)), cbErr(cb));
+        run('setxattr', path, (c) => this.withIno(path, (ino) => fs.setxattr(c, ino, name, copy, flags)), cbErr(cb));
       },
       getxattr: (path: string, name: string, _position: number, cb: (c: number, v?: Buffer) => void) =>
-        run('getxattr', path, () => this.withIno(path, (ino) => fs.getxattr(ctx(), ino, name)), (c, v) => (c ? cb(c) : cb(0, Buffer.from(v!)))),
+        run('getxattr', path, (c) => this.withIno(path, (ino) => fs.getxattr(c, ino, name)), (c, v) => (c ? cb(c) : cb(0, Buffer.from(v!)))),
       listxattr: (path: string, cb: (c: number, v?: string[]) => void) =>
-        run('listxattr', path, () => this.withIno(path, (ino) => fs.listxattr(ctx(), ino)), (c, v) => (c ? cb(c) : cb(0, v))),
+        run('listxattr', path, (c) => this.withIno(path, (ino) => fs.listxattr(c, ino)), (c, v) => (c ? cb(c) : cb(0, v))),
       removexattr: (path: string, name: string, cb: (c: number) => void) =>
-        run('removexattr', path, () => this.withIno(path, (ino) => fs.removexattr(ctx(), ino, name)), cbErr(cb)),
+        run('removexattr', path, (c) => this.withIno(path, (ino) => fs.removexattr(c, ino, name)), cbErr(cb)),
       open: (path: string, flags: number, cb: (c: number, fd?: number) => void) =>
-        run('open', path, () => this.withIno(path, async (ino, entry) => {
-          const r = await fs.open(ctx(), ino, flags & ~OpenFlags.O_CREAT & ~OpenFlags.O_EXCL & ~OpenFlags.O_TRUNC);
+        run('open', path, (c) => this.withIno(path, async (ino, entry) => {
+          const r = await fs.open(c, ino, flags & ~OpenFlags.O_CREAT & ~OpenFlags.O_EXCL & ~OpenFlags.O_TRUNC);
           return this.addHandle(entry, r.fh, false);
         }), (c, fd) => (c ? cb(c) : cb(0, fd))),
       opendir: (path: string, _flags: number, cb: (c: number, fd?: number) => void) =>
-        run('opendir', path, () => this.withIno(path, async (ino, entry) => {
-          const r = await fs.opendir(ctx(), ino);
+        run('opendir', path, (c) => this.withIno(path, async (ino, entry) => {
+          const r = await fs.opendir(c, ino);
           return this.addHandle(entry, r.fh, true);
         }), (c, fd) => (c ? cb(c) : cb(0, fd))),
       read: (path: string, fd: number, buf: Buffer, len: number, pos: number, cb: (n: number) => void) =>
-        run('read', path, async () => {
+        run('read', path, async (c) => {
           const h = this.handle(fd);
-          const data = await fs.read(ctx(), h.entry.ino, h.fh, len, pos);
+          const data = await fs.read(c, h.entry.ino, h.fh, len, pos);
           const n = Math.min(len, data.length);
           buf.set(data.subarray(0, n), 0);
           return n;
         }, (c, n) => cb(c || n!)),
       write: (path: string, fd: number, buf: Buffer, len: number, pos: number, cb: (n: number) => void) => {
         const data = Uint8Array.prototype.slice.call(buf, 0, len);
-        run('write', path, async () => {
+        run('write', path, async (c) => {
           const h = this.handle(fd);
-          return fs.write(ctx(), h.entry.ino, h.fh, data, pos);
+          return fs.write(c, h.entry.ino, h.fh, data, pos);
         }, (c, n) => cb(c || n!));
       },
       release: (path: string, fd: number, cb: (c: number) => void) =>
-        run('release', path, async () => {
+        run('release', path, async (c) => {
           const h = this.handles.get(fd);
           if (!h) return;
           this.handles.delete(fd);
-          try { await fs.release(ctx(), h.entry.ino, h.fh); } finally { this.map.unpin(h.entry); }
+          try { await fs.release(c, h.entry.ino, h.fh); } finally { this.map.unpin(h.entry); }
         }, cbErr(cb)),
       releasedir: (path: string, fd: number, cb: (c: number) => void) =>
-        run('releasedir', path, async () => {
+        run('releasedir', path, async (c) => {
           const h = this.handles.get(fd);
           if (!h) return;
           this.handles.delete(fd);
-          try { await fs.releasedir(ctx(), h.entry.ino, h.fh); } finally { this.map.unpin(h.entry); }
+          try { await fs.releasedir(c, h.entry.ino, h.fh); } finally { this.map.unpin(h.entry); }
         }, cbErr(cb)),
       create: (path: string, mode: number, cb: (c: number, fd?: number) => void) =>
-        run('create', path, async () => {
+        run('create', path, async (c) => {
           const { parent, name } = splitPath(path);
           const pe = await this.map.resolve(parent);
           try {
-            const r = await fs.create(ctx(), pe.ino, name, mode, OpenFlags.O_RDWR | OpenFlags.O_CREAT);
+            const r = await fs.create(c, pe.ino, name, mode, OpenFlags.O_RDWR | OpenFlags.O_CREAT);
             this.map.bump();
             const entry = this.map.adopt(path, r.entry.ino);
             const id = this.addHandle(entry, r.fh, false);
@@ -499,19 +505,19 @@ class MountHandleImpl implements MountHandle {
           }
         }, (c, fd) => (c ? cb(c) : cb(0, fd))),
       unlink: (path: string, cb: (c: number) => void) =>
-        run('unlink', path, async () => {
+        run('unlink', path, async (c) => {
           const { parent, name } = splitPath(path);
-          await this.withIno(parent, (p) => fs.unlink(ctx(), p, name));
+          await this.withIno(parent, (p) => fs.unlink(c, p, name));
           this.map.drop(path);
         }, cbErr(cb)),
       rmdir: (path: string, cb: (c: number) => void) =>
-        run('rmdir', path, async () => {
+        run('rmdir', path, async (c) => {
           const { parent, name } = splitPath(path);
-          await this.withIno(parent, (p) => fs.rmdir(ctx(), p, name));
+          await this.withIno(parent, (p) => fs.rmdir(c, p, name));
           this.map.drop(path);
         }, cbErr(cb)),
       rename: (src: string, dest: string, cb: (c: number) => void) =>
-        run('rename', src, async () => {
+        run('rename', src, async (c) => {
           const a = splitPath(src);
           const b = splitPath(dest);
           const pa = await this.map.resolve(a.parent);
@@ -519,7 +525,7 @@ class MountHandleImpl implements MountHandle {
             const pb = await this.map.resolve(b.parent);
             try {
               this.map.bump();
-              await fs.rename(ctx(), pa.ino, a.name, pb.ino, b.name, 0);
+              await fs.rename(c, pa.ino, a.name, pb.ino, b.name, 0);
             } finally {
               this.map.unpin(pb);
             }
@@ -529,18 +535,18 @@ class MountHandleImpl implements MountHandle {
           this.map.move(src, dest);
         }, cbErr(cb)),
       link: (src: string, dest: string, cb: (c: number) => void) =>
-        run('link', dest, async () => {
-          const e = await this.withIno(src, (ino) => this.createLike(dest, (p, n) => fs.link(ctx(), ino, p, n)));
+        run('link', dest, async (c) => {
+          const e = await this.withIno(src, (ino) => this.createLike(dest, (p, n) => fs.link(c, ino, p, n)));
           this.map.unpin(e);
         }, cbErr(cb)),
       symlink: (target: string, path: string, cb: (c: number) => void) =>
-        run('symlink', path, async () => {
-          const e = await this.createLike(path, (p, n) => fs.symlink(ctx(), p, n, target));
+        run('symlink', path, async (c) => {
+          const e = await this.createLike(path, (p, n) => fs.symlink(c, p, n, target));
           this.map.unpin(e);
         }, cbErr(cb)),
       mkdir: (path: string, mode: number, cb: (c: number) => void) =>
-        run('mkdir', path, async () => {
-          const e = await this.createLike(path, (p, n) => fs.mkdir(ctx(), p, n, mode));
+        run('mkdir', path, async (c) => {
+          const e = await this.createLike(path, (p, n) => fs.mkdir(c, p, n, mode));
           this.map.unpin(e);
         }, cbErr(cb)),
     };

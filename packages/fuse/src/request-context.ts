@@ -35,6 +35,7 @@ interface Probe {
 }
 
 let probe: Promise<Probe | undefined> | undefined;
+let calibrated: Probe | undefined;
 
 function read(p: Probe, addr: bigint, n: number): Buffer {
   const b = Buffer.alloc(n);
@@ -99,12 +100,16 @@ export class RequestContextReader {
 
   private constructor(private readonly p: Probe, private readonly ft: bigint) {}
 
-  /** A reader for the mount whose fuse-native `_thread` buffer is `thread`; undefined where unsupported. */
-  static async create(thread: Buffer): Promise<RequestContextReader | undefined> {
+  /** Measure the thread layout once per process (before mounting); false where unsupported. */
+  static async prepare(): Promise<boolean> {
     probe ??= calibrate();
-    const p = await probe;
-    if (!p) return undefined;
-    return new RequestContextReader(p, p.addrOf(thread));
+    calibrated = await probe;
+    return calibrated !== undefined;
+  }
+
+  /** A reader for the mount whose fuse-native `_thread` buffer is `thread` (after `prepare`); undefined where unsupported. */
+  static create(thread: Buffer): RequestContextReader | undefined {
+    return calibrated ? new RequestContextReader(calibrated, calibrated.addrOf(thread)) : undefined;
   }
 
   /** The context of the request served with thread-locals buffer `locals` (undefined if unknown). */
