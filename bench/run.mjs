@@ -158,6 +158,8 @@ async function measureMounted(wlName, sysName, round, where, extra = {}) {
     // Keep what the server said (e.g. with LAYERFS_FUSE_TRACE=1) next to the failure.
     const said = h.stderr?.().trim();
     if (said) e.message = `${e.message}\n--- server stderr (tail) ---\n${said.slice(-3000)}`;
+    const ended = h.exitInfo?.();
+    if (ended) e.message = `${e.message}\n--- the server had exited: code ${ended.code}, signal ${ended.signal} ---`;
     throw e;
   } finally {
     await h.close();

@@ -49,7 +49,8 @@ async function fuseServer(cmd, args, mnt, { env, stop = 'unmount' } = {}) {
   const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...env } });
   let stderr = '';
   child.stderr.on('data', (d) => { stderr += d; if (stderr.length > 20000) stderr = stderr.slice(-10000); });
-  const exited = new Promise((r) => child.on('exit', r));
+  let exitInfo;
+  const exited = new Promise((r) => child.on('exit', (code, signal) => { exitInfo = { code, signal, at: Date.now() }; r(); }));
   const remove = onCleanup(() => {
     runSync('umount', ['-l', mnt]);
     try { child.kill('SIGKILL'); } catch { /* gone */ }
@@ -64,6 +65,8 @@ async function fuseServer(cmd, args, mnt, { env, stop = 'unmount' } = {}) {
   return {
     pid: child.pid,
     stderr: () => stderr,
+    /** How the server ended, if it already has (a crash shows as a signal or a code). */
+    exitInfo: () => exitInfo,
     async close() {
       if (stop === 'signal') child.kill('SIGTERM');
       else await run('fusermount3', ['-u', mnt], { allowFail: true });
