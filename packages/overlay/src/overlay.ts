@@ -191,6 +191,8 @@ export class OverlayFs implements Filesystem {
   private readonly opaqueCache = new LRUCache<string, boolean>({ max: 65536 });
   /** Names known absent from a lower directory (`idx:dirAttrIno/name`): lowers never change. */
   private readonly lowerMisses = new LRUCache<string, true>({ max: 65536 });
+  /** Names known absent from an upper directory, valid while `nsGen` is the recorded value. */
+  private readonly upperMisses = new LRUCache<string, number>({ max: 65536 });
 
   private constructor(config: OverlayConfig) {
     if (config.lowers.length === 0) throw new FsError('EINVAL', { detail: 'an overlay needs at least one lower layer' });
@@ -407,17 +409,22 @@ export class OverlayFs implements Filesystem {
     await this.requireUpper().setOpaque(this.m, ino, v);
   }
 
-  /** A layer lookup that is undefined for a missing name (cached for lowers). */
+  /**
+   * A layer lookup that is undefined for a missing name. Misses are cached: for lowers for
+   * good (they never change), for the upper until the next namespace change (`nsGen`).
+   */
   private async layerLookup(d: RealRef, name: string): Promise<Entry | undefined> {
     const lower = !(this.upper !== undefined && d.idx === 0);
-    const k = lower ? `${d.idx}:${d.attrIno}/${name}` : '';
-    if (lower && this.lowerMisses.has(k)) return undefined;
+    const k = `${d.idx}:${d.attrIno}/${name}`;
+    if (lower ? this.lowerMisses.has(k) : this.upperMisses.get(k) === this.nsGen && this.nsGen % 2 === 0) return undefined;
+    const gen = this.nsGen;
     try {
       return await d.layer.lookup(this.m, d.ino, name);
     } catch (err) {
       const c = codeOf(err);
       if (c === 'ENOENT' || c === 'ENOTDIR') {
         if (lower) this.lowerMisses.set(k, true);
+        else if (gen === this.nsGen && gen % 2 === 0) this.upperMisses.set(k, gen);
         return undefined;
       }
       throw err;
