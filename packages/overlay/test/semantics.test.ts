@@ -401,3 +401,27 @@ describe('d_ino == st_ino for every kind of entry', () => {
     expectNoLeaks(o);
   });
 });
+
+describe('other implementations\' markers and exchange of directories', () => {
+  it('an upper directory marked opaque by fuse-overlayfs (user.fuseoverlayfs.opaque) hides the lower one', async () => {
+    const o = await memOverlay([{ d: { below: '1' } }], { d: { mine: '2' } });
+    const d = await o.upper.lookup(ctx, ROOT_INO, 'd');
+    await o.upper.setxattr(ctx, d.ino, 'user.fuseoverlayfs.opaque', Buffer.from('y'), 0);
+    await o.upper.forget(ctx, d.ino, 1);
+    const fresh = await OverlayFs.create({ upper: o.upper, lowers: o.lowers });
+    expect(await new Volume(fresh, { context: ctx }).readdir('/d')).toEqual(['mine']);
+    expect(fresh.liveInodes()).toBe(1);
+  });
+
+  it('RENAME_EXCHANGE of an upper-only directory and a lower file in a merged parent', async () => {
+    const o = await memOverlay([{ f: 'lower-file' }]);
+    await o.vol.mkdir('/dir');
+    await o.vol.writeFile('/dir/x', 'x');
+    await o.ov.rename(ctx, ROOT_INO, 'dir', ROOT_INO, 'f', RenameFlags.EXCHANGE);
+    expect(await o.vol.readFile('/dir', 'utf8')).toBe('lower-file');
+    expect(await o.vol.readFile('/f/x', 'utf8')).toBe('x');
+    // As the kernel: the moved upper-only directory is made opaque in the merged parent.
+    expect(await dump(o.upper, { xattrs: false })).toEqual({ dir: 'lower-file', f: opaque({ x: 'x' }) });
+    expectNoLeaks(o);
+  });
+});
