@@ -73,6 +73,26 @@ const REGRESSIONS: readonly Regression[] = [
     },
   },
   {
+    // Kernel: a descriptor follows its overlay inode's copy-up (ovl_real_file reopens the upper).
+    name: 'a read descriptor opened on a lower file reads the data written after copy-up; one on a whited-out name keeps the old data',
+    c: {
+      lowers: [{ a: { t: 'f', data: 'lower a', mode: 0o644 }, b: { t: 'f', data: 'lower b', mode: 0o644 } }, {}],
+      upper: {},
+      ops: [
+        { op: 'hopen', slot: 0, path: 'a', flags: 'r' },
+        { op: 'hopen', slot: 1, path: 'b', flags: 'r' },
+        { op: 'chmod', path: 'a', mode: 0o600 },
+        { op: 'writeFile', path: 'a', data: 'new' },
+        { op: 'unlink', path: 'b' },
+        { op: 'writeFile', path: 'b', data: 'w' },
+        { op: 'hread', slot: 0, position: 0, length: 100 },
+        { op: 'hread', slot: 1, position: 0, length: 100 },
+        { op: 'hwrite', slot: 1, position: 0, data: 'x' },
+        { op: 'hclose', slot: 1 },
+      ],
+    },
+  },
+  {
     bug: 'OverlayFs reports the real nlink of a merged directory; the kernel reports 1 (ovl_getattr)',
     name: 'a merged directory reports nlink 1',
     proj: { dirNlink: true },

@@ -62,7 +62,15 @@ export type OracleOp =
   /** stat(path) (follows symlinks). */
   | { readonly op: 'stat'; readonly path: string }
   /** readlink(path). */
-  | { readonly op: 'readlink'; readonly path: string };
+  | { readonly op: 'readlink'; readonly path: string }
+  /** fd<slot> = open(path, flags) kept open across later operations (an open slot is closed first). */
+  | { readonly op: 'hopen'; readonly slot: number; readonly path: string; readonly flags: 'r' | 'r+' }
+  /** pread(fd<slot>, length, position). */
+  | { readonly op: 'hread'; readonly slot: number; readonly position: number; readonly length: number }
+  /** pwrite(fd<slot>, data, position). */
+  | { readonly op: 'hwrite'; readonly slot: number; readonly position: number; readonly data: string }
+  /** close(fd<slot>). */
+  | { readonly op: 'hclose'; readonly slot: number };
 
 /** The name of an operation. */
 export type OracleOpName = OracleOp['op'];
@@ -157,6 +165,10 @@ export function oracleOpArb(exclude: readonly OracleOpName[] = []): fc.Arbitrary
     ['lstat', 2, fc.record({ op: fc.constant('lstat' as const), path: pathArb })],
     ['stat', 1, fc.record({ op: fc.constant('stat' as const), path: pathArb })],
     ['readlink', 1, fc.record({ op: fc.constant('readlink' as const), path: pathArb })],
+    ['hopen', 3, fc.record({ op: fc.constant('hopen' as const), slot: fc.constantFrom(0, 1), path: pathArb, flags: fc.constantFrom('r' as const, 'r+' as const) })],
+    ['hread', 3, fc.record({ op: fc.constant('hread' as const), slot: fc.constantFrom(0, 1), position: fc.constantFrom(0, 2), length: fc.constantFrom(4, 100) })],
+    ['hwrite', 2, fc.record({ op: fc.constant('hwrite' as const), slot: fc.constantFrom(0, 1), position: fc.constantFrom(0, 1, 30), data: fc.constantFrom('H', 'handle') })],
+    ['hclose', 1, fc.record({ op: fc.constant('hclose' as const), slot: fc.constantFrom(0, 1) })],
   ];
   const kept = table.filter(([name]) => !exclude.includes(name)).map(([, weight, arbitrary]) => ({ weight, arbitrary }));
   return fc.oneof(...kept);
@@ -255,6 +267,10 @@ export function formatOp(op: OracleOp): string {
     case 'lstat': return `lstat(${q(op.path)})`;
     case 'stat': return `stat(${q(op.path)})`;
     case 'readlink': return `readlink(${q(op.path)})`;
+    case 'hopen': return `fd${op.slot} = open(${q(op.path)}, ${op.flags === 'r' ? 'O_RDONLY' : 'O_RDWR'})`;
+    case 'hread': return `pread(fd${op.slot}, ${op.length}, ${op.position})`;
+    case 'hwrite': return `pwrite(fd${op.slot}, ${q(op.data)}, ${op.position})`;
+    case 'hclose': return `close(fd${op.slot})`;
   }
 }
 

@@ -207,7 +207,12 @@ export class OverlayModel {
     const src = o.lowers[0]!;
     let copy: MFile | MDir | MLink;
     switch (src.kind) {
-      case 'f': copy = { kind: 'f', data: Buffer.from(src.data), mode: src.mode, mtimeMs: src.mtimeMs, nlink: 1, xattrs: new Map(src.xattrs) }; break;
+      case 'f': {
+        copy = { kind: 'f', data: Buffer.from(src.data), mode: src.mode, mtimeMs: src.mtimeMs, nlink: 1, xattrs: new Map(src.xattrs) };
+        const rec = this.#records.get(this.#recordKey(src, o.path));
+        if (rec) rec.upper = copy;
+        break;
+      }
       case 'd': copy = { kind: 'd', mode: src.mode, mtimeMs: src.mtimeMs, opaque: false, entries: new Map(), xattrs: new Map(src.xattrs) }; break;
       case 'l': copy = { kind: 'l', target: src.target, mtimeMs: src.mtimeMs, nlink: 1 }; break;
     }
@@ -293,6 +298,50 @@ export class OverlayModel {
     return f;
   }
 
+  readonly #ids = new WeakMap<object, number>();
+  #nextId = 1;
+  /** Open overlay inodes of lower files: where their data is now (set on copy-up). */
+  readonly #records = new Map<string, { upper?: MFile }>();
+
+  /** The overlay-inode key of a lower file: per lower inode, or per name when it has several links (index=off). */
+  #recordKey(lower: MFile, path: readonly string[]): string {
+    let id = this.#ids.get(lower);
+    if (id === undefined) { id = this.#nextId++; this.#ids.set(lower, id); }
+    return lower.nlink > 1 ? `${id}@${path.join('/')}` : `${id}`;
+  }
+
+  /** A descriptor reading (and, if `writable`, writing) whatever file `node()` is now. */
+  #handle(node: () => MFile | MDir, writable: boolean): OracleFileHandle {
+    return {
+      read: async (buffer, offset, length, position) => {
+        const n = node();
+        if (n.kind === 'd') fail('EISDIR');
+        const chunk = n.data.subarray(Math.min(position, n.data.length), Math.min(position + length, n.data.length));
+        Buffer.from(chunk).copy(Buffer.from(buffer.buffer, buffer.byteOffset, buffer.byteLength), offset);
+        return { bytesRead: chunk.length };
+      },
+      write: async (buffer, offset, length, position) => {
+        const n = node();
+        if (!writable) fail('EBADF');
+        this.#pwrite(n as MFile, Buffer.from(buffer.subarray(offset, offset + length)), position);
+      },
+      close: async () => undefined,
+    };
+  }
+
+  /** open(path, O_RDONLY): a lower file's descriptor follows its overlay inode's copy-up (as the kernel's). */
+  #openRead(path: string): OracleFileHandle {
+    const o = this.#exists(path, true);
+    const t = this.#top(o);
+    if (t.kind === 'd') return this.#handle(() => t, false);
+    if (o.upper || t.kind !== 'f') return this.#handle(() => t as MFile, false);
+    const key = this.#recordKey(t, o.path);
+    let rec = this.#records.get(key);
+    if (!rec) { rec = {}; this.#records.set(key, rec); }
+    const r = rec;
+    return this.#handle(() => r.upper ?? t, false);
+  }
+
   /** Apply a write at a position. */
   #pwrite(f: MFile, data: Buffer, pos: number): void {
     if (data.length === 0) return;
@@ -305,12 +354,9 @@ export class OverlayModel {
   /** The fs calls of the model, shaped like `node:fs/promises` (paths relative, no leading '/'). */
   readonly fs: FsPromisesLike = {
     open: async (path, flags, mode = 0o666) => {
+      if (flags === 'r') return this.#openRead(rel(path));
       const f = this.#openForWrite(rel(path), flags as 'wx' | 'r+', mode);
-      const h: OracleFileHandle = {
-        write: async (buffer, offset, length, position) => { this.#pwrite(f, Buffer.from(buffer.subarray(offset, offset + length)), position); },
-        close: async () => undefined,
-      };
-      return h;
+      return this.#handle(() => f, true);
     },
     writeFile: async (path, data, { flag, mode = 0o666 }) => {
       const f = this.#openForWrite(rel(path), flag as 'w' | 'a', mode);

@@ -43,6 +43,8 @@ export interface OracleDirent {
 
 /** The part of an open file handle the oracle uses. */
 export interface OracleFileHandle {
+  /** Read up to `length` bytes into `buffer` at `offset`, from file `position`. */
+  read(buffer: Uint8Array, offset: number, length: number, position: number): Promise<{ bytesRead: number }>;
   /** Write `length` bytes of `buffer` from `offset` at file `position`. */
   write(buffer: Uint8Array, offset: number, length: number, position: number): Promise<unknown>;
   /** Close the handle. */
@@ -290,11 +292,50 @@ export function errorCode(e: unknown): string {
   return typeof code === 'string' ? code : `THROWN(${e instanceof Error ? e.message : String(e)})`;
 }
 
-/** Apply one operation; the result is "ok", "ok <value>" or "-1 <ERRNO>". */
-export async function applyOp(t: OracleTarget, op: OracleOp, proj: ProjectionOptions = {}): Promise<string> {
+/** The descriptors a sequence keeps open on one target (slot → handle). */
+export type OracleHandles = Map<number, OracleFileHandle>;
+
+/** Close every descriptor a sequence left open (errors ignored). */
+export async function closeHandles(handles: OracleHandles): Promise<void> {
+  for (const h of handles.values()) await h.close().catch(() => undefined);
+  handles.clear();
+}
+
+/**
+ * Apply one operation; the result is "ok", "ok <value>" or "-1 <ERRNO>". `handles` holds
+ * the descriptors of `hopen` … `hclose` (an op on an empty slot answers EBADF).
+ */
+export async function applyOp(t: OracleTarget, op: OracleOp, proj: ProjectionOptions = {}, handles: OracleHandles = new Map()): Promise<string> {
   try {
     const fs = t.fs;
     switch (op.op) {
+      case 'hopen': {
+        const old = handles.get(op.slot);
+        if (old) { handles.delete(op.slot); await old.close(); }
+        handles.set(op.slot, await fs.open(at(t, op.path), op.flags));
+        return 'ok';
+      }
+      case 'hread': {
+        const h = handles.get(op.slot);
+        if (!h) return '-1 EBADF';
+        const b = Buffer.alloc(op.length);
+        const { bytesRead } = await h.read(b, 0, op.length, op.position);
+        return `ok ${showBytes(b.subarray(0, bytesRead))}`;
+      }
+      case 'hwrite': {
+        const h = handles.get(op.slot);
+        if (!h) return '-1 EBADF';
+        const b = Buffer.from(op.data);
+        await h.write(b, 0, b.length, op.position);
+        return 'ok';
+      }
+      case 'hclose': {
+        const h = handles.get(op.slot);
+        if (!h) return '-1 EBADF';
+        handles.delete(op.slot);
+        await h.close();
+        return 'ok';
+      }
       case 'create': { const h = await fs.open(at(t, op.path), 'wx', op.mode); await h.close(); return 'ok'; }
       case 'writeFile': await fs.writeFile(at(t, op.path), Buffer.from(op.data), { flag: 'w' }); return 'ok';
       case 'write': {

@@ -6,7 +6,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import * as fsp from 'node:fs/promises';
 import { join } from 'node:path';
 import {
-  applyOp, checkOracle, hostTarget, dumpHostLayer, formatOp, kernelOverlaySut, kernelOverlayUnavailable, layOutCase,
+  applyOp, checkOracle, hostTarget, modelSut, dumpHostLayer, formatOp, kernelOverlaySut, kernelOverlayUnavailable, layOutCase,
   makeOracleTempDir, mountKernelOverlay, runOracle, runOracleCase, unmountAllOracleMounts, unmountPath,
   type FsPromisesLike, type OracleCase, type SutFactory,
 } from './oracle.js';
@@ -68,10 +68,15 @@ describe.skipIf(unavailable !== undefined)(`oracle harness (${unavailable ?? 'ke
     }
   });
 
-  it('two kernel overlay mounts agree on 60 generated cases', async () => {
-    const res = await runOracle(kernelOverlaySut(), { numRuns: 60, sutName: 'kernel#2' });
+  it('two kernel overlay mounts agree on 40 generated cases', async () => {
+    const res = await runOracle(kernelOverlaySut(), { numRuns: 40, sutName: 'kernel#2' });
     expect(res.failed).toBe(false);
   });
+
+  it('the reference model agrees with the kernel on 150 generated cases (directory nlink and mtimes included)', async () => {
+    const res = await runOracle(modelSut(), { numRuns: 150, sutName: 'model', dirNlink: true, dirTimes: true });
+    expect(res.failed).toBe(false);
+  }, 120_000);
 
   it('catches a SUT that mishandles one operation, and shrinks it to a small strace', async () => {
     const lines: string[] = [];

@@ -18,8 +18,8 @@ import type { OracleCase, OracleGenOptions, OracleOp } from './oracle-case.js';
 import { caseLiteral, formatLayers, formatOp, oracleCaseArb } from './oracle-case.js';
 import type { OracleLayout } from './oracle-host.js';
 import { layOutCase, makeOracleTempDir, mountKernelOverlay, unmountPath, untrackMount } from './oracle-host.js';
-import type { OracleTarget, ProjectionOptions, TreeDump } from './oracle-target.js';
-import { applyOp, diffDumps, dumpHostLayer, dumpTarget, hostTarget } from './oracle-target.js';
+import type { OracleHandles, OracleTarget, ProjectionOptions, TreeDump } from './oracle-target.js';
+import { applyOp, closeHandles, diffDumps, dumpHostLayer, dumpTarget, hostTarget } from './oracle-target.js';
 import { createOverlayModel, modelTarget } from './oracle-model.js';
 
 export * from './oracle-case.js';
@@ -139,12 +139,19 @@ async function compareSides(c: OracleCase, ref: SutHandle, refName: string, sut:
   let closedRef = false;
   let closedSut = false;
   try {
-    for (let i = 0; i < c.ops.length && mismatch === undefined; i++) {
-      const op = c.ops[i]!;
-      const expected = await applyOp(ref.target, op, opts);
-      const actual = await applyOp(sut.target, op, opts);
-      steps.push({ index: i + 1, op, expected, actual });
-      if (expected !== actual) mismatch = `step ${i + 1} ${formatOp(op)}: ${refName} = ${expected}, ${sutName} = ${actual}`;
+    const refHandles: OracleHandles = new Map();
+    const sutHandles: OracleHandles = new Map();
+    try {
+      for (let i = 0; i < c.ops.length && mismatch === undefined; i++) {
+        const op = c.ops[i]!;
+        const expected = await applyOp(ref.target, op, opts, refHandles);
+        const actual = await applyOp(sut.target, op, opts, sutHandles);
+        steps.push({ index: i + 1, op, expected, actual });
+        if (expected !== actual) mismatch = `step ${i + 1} ${formatOp(op)}: ${refName} = ${expected}, ${sutName} = ${actual}`;
+      }
+    } finally {
+      await closeHandles(refHandles);
+      await closeHandles(sutHandles);
     }
     if (mismatch === undefined) {
       const dk = await dumpTarget(ref.target, opts).catch((e: unknown) => `${refName} tree dump failed: ${String(e)}`);
