@@ -75,8 +75,12 @@ interface OpenHandle {
 }
 
 const live = new Set<MountHandleImpl>();
-/** `LAYERFS_FUSE_TRACE=1` prints every failed request on stderr. */
+/** `LAYERFS_FUSE_TRACE=1` prints every failed request (and the unmount steps) on stderr. */
 const TRACE = process.env.LAYERFS_FUSE_TRACE === '1';
+
+function trace(msg: string): void {
+  if (TRACE) process.stderr.write(`layerfs-fuse: ${msg}\n`);
+}
 let guardsInstalled = false;
 
 function onSignal(sig: NodeJS.Signals): void {
@@ -200,6 +204,8 @@ class MountHandleImpl implements MountHandle {
     if (wantCallers && thread) this.reader = RequestContextReader.create(thread);
     const m = await findMount(this.mountpoint);
     this.mountId = m?.id;
+    // Gone already (unmounted from outside between INIT and now): clean up like an unmount.
+    if (!m || !m.fstype.startsWith('fuse')) queueMicrotask(() => { void this.unmount(); });
     this.watchTimer = setInterval(() => { void this.checkStillMounted(); }, 1000);
     this.watchTimer.unref();
   }
@@ -208,7 +214,7 @@ class MountHandleImpl implements MountHandle {
     if (this.unmounting || this.mountId === undefined) return;
     const text = await readFile('/proc/self/mountinfo', 'utf8').catch(() => '');
     if (!text.split('\n').some((l) => l.startsWith(`${this.mountId} `))) {
-      if (TRACE) process.stderr.write(`layerfs-fuse: ${this.mountpoint} was unmounted from outside\n`);
+      trace(`${this.mountpoint} was unmounted from outside`);
       void this.unmount();
     }
   }
@@ -220,6 +226,7 @@ class MountHandleImpl implements MountHandle {
 
   private async doUnmount(): Promise<void> {
     if (this.watchTimer) clearInterval(this.watchTimer);
+    trace(`unmount ${this.mountpoint}: detaching`);
     try {
       await this.native.unmount();
     } catch {
@@ -227,14 +234,20 @@ class MountHandleImpl implements MountHandle {
     }
     live.delete(this);
     removeGuards();
+    trace(`unmount ${this.mountpoint}: waiting for ${this.inFlight} request(s)`);
     await this.drain(5000);
+    // Every step is bounded: a filesystem call that never settles must not keep the mount
+    // handle (and a daemon waiting on `closed`) alive for ever.
+    const bounded = (p: Promise<unknown>) => Promise.race([p.catch(() => undefined), new Promise((r) => setTimeout(r, 5000).unref())]);
     for (const [id, h] of [...this.handles]) {
       this.handles.delete(id);
-      await (h.dir ? this.fs.releasedir(this.ctx(), h.entry.ino, h.fh) : this.fs.release(this.ctx(), h.entry.ino, h.fh)).catch(() => undefined);
+      await bounded(h.dir ? this.fs.releasedir(this.ctx(), h.entry.ino, h.fh) : this.fs.release(this.ctx(), h.entry.ino, h.fh));
       this.map.unpin(h.entry);
     }
-    await this.map.clear();
-    if (this.serve.destroyOnUnmount) await this.fs.destroy();
+    trace(`unmount ${this.mountpoint}: forgetting ${this.map.size} path(s)`);
+    await bounded(this.map.clear());
+    if (this.serve.destroyOnUnmount) await bounded(this.fs.destroy());
+    trace(`unmount ${this.mountpoint}: done`);
     this.resolveClosed();
   }
 

@@ -6,7 +6,7 @@
  * clearing, daemonising, serving until SIGINT/SIGTERM or an outside unmount, exit codes.
  */
 import { spawn } from 'node:child_process';
-import { createWriteStream } from 'node:fs';
+import { closeSync, createWriteStream, openSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { clearStaleMount, mount, probeMountpoint, staleMountCommands, unmountPath } from '@layerfs/fuse';
@@ -107,9 +107,14 @@ async function serve(req: MountRequest, io: CliIo): Promise<number> {
 /** Start a detached `layerfs mount -f` child and wait until it reports the mount ready. */
 function daemonise(args: readonly string[], io: CliIo): Promise<number> {
   const self = fileURLToPath(new URL('../bin/layerfs.js', import.meta.url));
+  // The daemon keeps none of the caller's stdio (a caller waiting for EOF would hang);
+  // LAYERFS_DAEMON_LOG=FILE appends its stderr to FILE for debugging.
+  const log = process.env.LAYERFS_DAEMON_LOG;
+  const errFd = log ? openSync(log, 'a') : 'ignore';
   const child = spawn(process.execPath, [self, 'mount', '-f', '--ready-fd', '3', ...args], {
-    detached: true, stdio: ['ignore', 'ignore', 'ignore', 'pipe'],
+    detached: true, stdio: ['ignore', 'ignore', errFd, 'pipe'],
   });
+  if (typeof errFd === 'number') closeSync(errFd);
   return new Promise((resolve) => {
     let text = '';
     const pipe = child.stdio[3] as NodeJS.ReadableStream;
