@@ -318,7 +318,8 @@ const cell = (s) => (s ? `${fmtMs(s.med)} [${fmtMs(s.min)}–${fmtMs(s.max)}]` :
 const ratio = (x, y) => (x && y ? `${(x.med / y.med).toFixed(2)}×` : '—');
 
 say(`layerfs bench — ${results.meta.started} — commit ${results.meta.commit} — Linux ${results.meta.kernel}, ${results.meta.cpus} CPUs, Node ${results.meta.node}, ${results.meta.fuseOverlayfs}`);
-say(`lower tree: ${prep.info.entries} entries (${prep.info.files} files, ${prep.info.dirs} dirs, ${prep.info.symlinks} symlinks, ${fmtBytes(prep.info.bytes)}) + ${opts.bigMiB} MiB file; ${opts.rounds} round(s) mounted, ${opts.inprocRounds} in-process, interleaved; median [min–max] of wall time`);
+const roundsSaid = [results.mounted.length ? `${opts.rounds} round(s) mounted` : '', results.inproc.length ? `${opts.inprocRounds} round(s) in-process` : ''].filter(Boolean).join(', ');
+say(`lower tree: ${prep.info.entries} entries (${prep.info.files} files, ${prep.info.dirs} dirs, ${prep.info.symlinks} symlinks, ${fmtBytes(prep.info.bytes)}) + ${opts.bigMiB} MiB file${roundsSaid ? `; ${roundsSaid}, interleaved; median [min–max] of wall time` : ''}`);
 say(`layerfs mount served by the ${results.meta.layerfsMount}`);
 for (const s of results.skipped) say(`skipped: ${s.what}: ${s.reason}`);
 const metricsIn = (rows) => METRIC_ORDER.filter((m) => rows.some((r) => r.metric === m));
