@@ -185,7 +185,7 @@ export class OverlayFs implements Filesystem {
   private readonly fallbackInos = new Map<string, number>();
   private nextFallback = FALLBACK_INO_BASE;
   /** Upper `attr.ino` → identity key, for objects whose key needs the origin xattr. */
-  private readonly upperKeys = new Map<number, string>();
+  private readonly upperKeys = new LRUCache<number, string>({ max: 262144 });
   private destroyed = false;
   /** Opaque state of layer directories (`idx:attrIno`); lowers never change, the upper only through us. */
   private readonly opaqueCache = new LRUCache<string, boolean>({ max: 65536 });
