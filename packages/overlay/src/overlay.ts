@@ -493,12 +493,10 @@ export class OverlayFs implements Filesystem {
         this.ref(cached);
         return cached;
       }
+      // Lookups do not wait for a change in progress (a long copy-up must not stall them):
+      // every intermediate state of a change is a valid overlay, and a resolution that
+      // straddles the start or end of a change is done again.
       const gen = this.nsGen;
-      if (!inside && gen % 2 === 1 && attempt < 8) {
-        // A namespace change is in progress: look up after it, not in its middle.
-        await this.ns.run(async () => undefined);
-        continue;
-      }
       const { res } = await this.resolve(p, name);
       if (!inside && this.nsGen !== gen && attempt < 8) {
         // The namespace changed while resolving: the result may describe a moved object.
