@@ -89,6 +89,36 @@ describe('no intermediate state shows a hidden lower object', () => {
     expect(ov.liveInodes()).toBe(1);
   });
 
+  it('lookups and reads of other files are not blocked by a long copy-up', async () => {
+    const raw = await tree({ big: 'B'.repeat(8 << 20), other: 'other' });
+    let started!: () => void;
+    const copying = new Promise<void>((r) => { started = r; });
+    const slow = new Proxy(raw, {
+      get(t, prop, r) {
+        const v = Reflect.get(t, prop, r) as unknown;
+        if (prop === 'read') {
+          return async (...args: Parameters<MemoryLayer['read']>) => {
+            started();
+            await new Promise((res) => setTimeout(res, 25));
+            return t.read(...args);
+          };
+        }
+        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(t) : v;
+      },
+    }) as unknown as Layer;
+    const ov = await OverlayFs.create({ upper: await tree({}), lowers: [slow] });
+    const v = new Volume(ov, { context: ctx });
+    let appended = false;
+    const append = v.appendFile('/big', '!').then(() => { appended = true; });
+    await copying;
+    expect((await v.stat('/other')).size).toBe(5);
+    expect(await v.readdir('/')).toEqual(expect.arrayContaining(['big', 'other']));
+    expect(appended).toBe(false);
+    await append;
+    expect((await v.stat('/big')).size).toBe((8 << 20) + 1);
+    expect(ov.liveInodes()).toBe(1);
+  });
+
   it('stale work-dir entries are removed when an overlay is created', async () => {
     const lower = await tree({ f: 'x' });
     const upper = new MemoryLayer();
