@@ -149,7 +149,9 @@ async function measureMounted(wlName, sysName, round, where, extra = {}) {
   const scratch = join(where.runs, `${wlName}-${sysName}-r${round}`);
   await rm(scratch, { recursive: true, force: true });
   await mkdir(scratch, { recursive: true });
-  if (!opts.quick) await run('sync', []);
+  // syncfs of the filesystem holding the layers only: a global sync(1) would wait on any
+  // hung FUSE mount elsewhere on the machine.
+  if (!opts.quick) await run('sync', ['-f', where.runs]);
   const natRoot = sysName === 'native' ? await nativeRoot(wl.native, where.lower, scratch) : undefined;
   const h = await SYSTEMS[sysName].open({ lower: where.lower, scratch, nativeRoot: natRoot, ...extra });
   try {
@@ -224,7 +226,7 @@ for (let round = 1; round <= opts.inprocRounds; round++) {
         await rm(scratch, { recursive: true, force: true });
         await mkdir(join(scratch, 'upper'), { recursive: true });
         await mkdir(join(scratch, 'work'), { recursive: true });
-        if (!opts.quick) await run('sync', []);
+        if (!opts.quick) await run('sync', ['-f', where.runs]);
         const cfg = {
           lower: where.lower, upper: join(scratch, 'upper'), work: join(scratch, 'work'), hostLower: L.lower,
           files: prep.files, bigMiB: opts.bigMiB, createDirs: opts.createDirs, createPerDir: opts.createPerDir,

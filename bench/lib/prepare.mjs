@@ -135,7 +135,7 @@ export async function mountXfs(L, opts, log) {
     log('prepare: copying the big file into the XFS image');
     await mkdir(join(L.xfsMount, 'lower'), { recursive: true });
     await run('cp', [join(L.lower, 'big.bin'), big]);
-    await run('sync', []);
+    await run('sync', ['-f', big]);
   }
   await rm(join(L.xfsMount, 'runs'), { recursive: true, force: true });
   await mkdir(join(L.xfsMount, 'runs'), { recursive: true });
