@@ -6,7 +6,7 @@
 // bench/results/<timestamp>.json. Flags: see bench/README.md or `--help`.
 import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { mkdir, readFile, rm } from 'node:fs/promises';
-import { hostname, release, cpus, totalmem } from 'node:os';
+import { hostname, release, cpus, loadavg, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -96,7 +96,7 @@ const results = {
     fuseOverlayfs: await versionOf('fuse-overlayfs', ['--version']),
     layerfsMount: layerfsLauncher().how,
     started: new Date(t0run).toISOString(), host: hostname(), kernel: release(), node: process.version,
-    cpus: cpus().length, memory: totalmem(), opts, prepared: prep.info, workdir: L.base,
+    cpus: cpus().length, memory: totalmem(), loadStart: loadavg(), opts, prepared: prep.info, workdir: L.base,
   },
   skipped: [], mounted: [], errors: [], inproc: [], memory: [], cpuProfiles: [],
 };
@@ -139,7 +139,7 @@ async function withFs(fsKind, fn) {
   if (fsKind === 'xfs') {
     if (xfsWhy) return void skip('xfs workloads', xfsWhy);
     const umountXfs = await mountXfs(L, opts, log);
-    try { return await fn({ lower: join(L.xfsMount, 'lower'), runs: join(L.xfsMount, 'runs') }); } finally { await umountXfs(); }
+    try { return await fn({ lower: join(L.xfsMount, 'lower'), runs: L.xfsRuns }); } finally { await umountXfs(); }
   }
   return fn({ lower: L.lower, runs: L.runs });
 }
@@ -259,10 +259,19 @@ const memAvail = memSystems.filter((s) => {
   return !why;
 });
 if (memAvail.length) {
+  // With a budget, a size is skipped when the smaller size's wall time, scaled by the
+  // file count, says it cannot finish in the time left (find time grows with the count).
+  let prev;
   for (const n of opts.memSizes) {
     if (overBudget(`memory ${n}`)) continue;
+    const leftMs = opts.budgetMin * 60_000 - (Date.now() - t0run);
+    if (opts.budgetMin > 0 && prev && (prev.ms * n) / prev.n > leftMs) {
+      skip(`memory ${n}`, `the ${prev.n}-file memory run took ${fmtMs(prev.ms)} here, so ${n} files would take about ${fmtMs((prev.ms * n) / prev.n)}; ${fmtMs(Math.max(0, leftMs))} of the ${opts.budgetMin}-min budget left`);
+      continue;
+    }
     const tree = L.memTree(n);
     await prepareMemTree(tree, n, log);
+    const t0size = Date.now();
     for (const sysName of memAvail) {
       const scratch = join(L.runs, `memory-${n}-${sysName}`);
       await rm(scratch, { recursive: true, force: true });
@@ -282,6 +291,7 @@ if (memAvail.length) {
         await rm(scratch, { recursive: true, force: true });
       }
     }
+    prev = { n, ms: Date.now() - t0size };
   }
 }
 
@@ -323,6 +333,8 @@ say(`layerfs bench — ${results.meta.started} — commit ${results.meta.commit}
 const roundsSaid = [results.mounted.length ? `${opts.rounds} round(s) mounted` : '', results.inproc.length ? `${opts.inprocRounds} round(s) in-process` : ''].filter(Boolean).join(', ');
 say(`lower tree: ${prep.info.entries} entries (${prep.info.files} files, ${prep.info.dirs} dirs, ${prep.info.symlinks} symlinks, ${fmtBytes(prep.info.bytes)}) + ${opts.bigMiB} MiB file${roundsSaid ? `; ${roundsSaid}, interleaved; median [min–max] of wall time` : ''}`);
 say(`layerfs mount served by the ${results.meta.layerfsMount}`);
+const la = (l) => l.map((x) => x.toFixed(2)).join(' ');
+say(`load average (1/5/15 min) at start ${la(results.meta.loadStart)}, at end ${la(loadavg())} (other processes on the machine share its ${results.meta.cpus} CPUs)`);
 for (const s of results.skipped) say(`skipped: ${s.what}: ${s.reason}`);
 const metricsIn = (rows) => METRIC_ORDER.filter((m) => rows.some((r) => r.metric === m));
 if (results.mounted.length) {
@@ -377,8 +389,10 @@ if (results.errors.length) {
   for (const e of results.errors.slice(0, 30)) say(`  ${e.inproc ? 'in-process ' : ''}${e.workload ?? `memory ${e.memory}`} ${e.system}${e.round ? ` r${e.round}` : ''}${e.attempt ? ` attempt ${e.attempt}` : ''}: ${gist(e.error)}`);
 }
 results.meta.finished = new Date().toISOString();
+results.meta.loadEnd = loadavg();
 results.meta.seconds = (Date.now() - t0run) / 1000;
 save();
+await rm(L.runs, { recursive: true, force: true });
 say(`\n${results.meta.seconds.toFixed(0)} s; raw figures: ${jsonPath}`);
 console.log(out.join('\n'));
 process.exit(0);

@@ -3,10 +3,10 @@
 // big file, the lists the workloads use (every entry, files to append to and to unlink,
 // the files of the untar archive), the untar archive itself, the XFS reflink image (kept
 // as a file, mounted only while a workload needs it) and synthetic trees for memory runs.
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { mkdir, rm, stat, writeFile } from 'node:fs/promises';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { mountAt, onCleanup, run, runSync, unmount } from './util.mjs';
+import { mountAt, onCleanup, run, runSync, sleep, unmount } from './util.mjs';
 
 /** Paths of one prepared profile under the bench work dir. */
 export function layout(workdir, opts) {
@@ -20,7 +20,10 @@ export function layout(workdir, opts) {
     untarBall: join(base, 'untar.tar'),
     xfsImage: join(base, 'xfs.img'),
     xfsMount: join(base, 'xfs'),
-    runs: join(base, 'runs'),
+    // Scratch of this process only, so two runs of the same profile never clear each other's.
+    runs: join(base, 'runs', `p${process.pid}`),
+    xfsRuns: join(base, 'xfs', 'runs', `p${process.pid}`),
+    xfsLock: join(base, 'xfs.lock'),
     results: join(base, 'results'),
     memTree: (n) => join(workdir, `mem-${n}`),
   };
@@ -114,6 +117,45 @@ export function xfsUnavailable() {
  * unmount function. The image is always unmounted and its loop device detached at exit.
  */
 export async function mountXfs(L, opts, log) {
+  const unlock = await lockXfs(L, log);
+  try {
+    return await mountXfsLocked(L, opts, log, unlock);
+  } catch (e) {
+    unlock();
+    throw e;
+  }
+}
+
+/**
+ * Take the XFS image's lock (an atomic mkdir holding the owner's pid): another bench run of
+ * the same profile waits instead of mounting the image twice. A lock whose owner is gone is
+ * taken over. Returns the release function (also registered for exit/signal).
+ */
+async function lockXfs(L, log) {
+  const owner = join(L.xfsLock, 'pid');
+  for (let waited = 0; ; waited++) {
+    try {
+      mkdirSync(L.xfsLock);
+      writeFileSync(owner, String(process.pid));
+      break;
+    } catch (e) {
+      if (e.code !== 'EEXIST') throw e;
+      const pid = Number(readFileSync(owner, { encoding: 'utf8', flag: 'a+' }) || 0);
+      let alive = false;
+      try { if (pid) { process.kill(pid, 0); alive = true; } } catch { /* gone */ }
+      if (!alive && (pid || waited > 5)) { rmSync(L.xfsLock, { recursive: true, force: true }); continue; }
+      if (waited === 0) log(`xfs: image in use by pid ${pid || '?'}, waiting`);
+      await sleep(1000);
+    }
+  }
+  const release = () => {
+    try { if (readFileSync(owner, 'utf8') === String(process.pid)) rmSync(L.xfsLock, { recursive: true, force: true }); } catch { /* gone */ }
+  };
+  const remove = onCleanup(release);
+  return () => { release(); remove(); };
+}
+
+async function mountXfsLocked(L, opts, log, unlock) {
   const fresh = !existsSync(L.xfsImage);
   if (fresh) {
     const sizeMiB = opts.bigMiB * 3 + 512;
@@ -128,6 +170,8 @@ export async function mountXfs(L, opts, log) {
     for (const line of loops.split('\n').filter(Boolean)) runSync('losetup', ['-d', line.split(':')[0]]);
   };
   const remove = onCleanup(detach);
+  // A mount left behind by a killed run (its lock is gone, so nobody uses it) goes first.
+  if (mountAt(L.xfsMount)) detach();
   await run('mount', ['-o', 'loop', L.xfsImage, L.xfsMount]);
   const big = join(L.xfsMount, 'lower', 'big.bin');
   const st = await stat(big).catch(() => null);
@@ -137,31 +181,61 @@ export async function mountXfs(L, opts, log) {
     await run('cp', [join(L.lower, 'big.bin'), big]);
     await run('sync', ['-f', big]);
   }
+  // Scratch left by earlier (killed) runs goes too: only the lock holder has it mounted.
   await rm(join(L.xfsMount, 'runs'), { recursive: true, force: true });
-  await mkdir(join(L.xfsMount, 'runs'), { recursive: true });
+  await mkdir(L.xfsRuns, { recursive: true });
   return async () => {
     await rm(join(L.xfsMount, 'runs'), { recursive: true, force: true }).catch(() => {});
     await unmount(L.xfsMount);
     detach();
     remove();
+    unlock();
   };
 }
 
-/** Build (or reuse) a synthetic tree of `n` empty files in dirs of 1,000 for memory runs. */
+/** True if `dir` is a complete memory tree of `n` files (its marker says so). */
+async function memTreeValid(dir, n) {
+  const text = await readFile(join(dir, '.complete'), 'utf8').catch(() => null);
+  if (text === null) return false;
+  try { return JSON.parse(text).n === n; } catch { /* an older, unchecked marker */ }
+  // An older marker holds no count: count the files once and rewrite it if they match.
+  let count = 0;
+  for (const d of await readdir(join(dir, 't')).catch(() => [])) count += (await readdir(join(dir, 't', d))).length;
+  if (count !== n) return false;
+  await writeFile(join(dir, '.complete'), JSON.stringify({ n }));
+  return true;
+}
+
+/**
+ * Build (or reuse) a synthetic tree of `n` empty files in dirs of 1,000 for memory runs.
+ * It is built under a private name and renamed into place when complete, so a concurrent
+ * bench run never sees (or deletes) a half-built tree; the marker records `n`.
+ */
 export async function prepareMemTree(dir, n, log) {
-  const marker = join(dir, '.complete');
-  if (existsSync(marker)) return;
+  if (await memTreeValid(dir, n)) return;
+  const tmp = `${dir}.tmp-${process.pid}`;
   log(`prepare: creating a tree of ${n} empty files in ${dir}`);
-  await rm(dir, { recursive: true, force: true });
-  await mkdir(dir, { recursive: true });
+  await rm(tmp, { recursive: true, force: true });
+  await mkdir(tmp, { recursive: true });
+  const removeTmp = onCleanup(() => rmSync(tmp, { recursive: true, force: true }));
   // A child process does the creating (sync calls are fine there: nothing is mounted).
   const script = `
-    const fs = require('node:fs'); const n = ${n}; const root = ${JSON.stringify(dir)};
+    const fs = require('node:fs'); const n = ${n}; const root = ${JSON.stringify(tmp)};
     for (let d = 0; d * 1000 < n; d++) {
       const dp = root + '/t/d' + String(d).padStart(4, '0'); fs.mkdirSync(dp, { recursive: true });
       for (let f = 0; f < 1000 && d * 1000 + f < n; f++) fs.closeSync(fs.openSync(dp + '/f' + f, 'w'));
     }`;
   await run(process.execPath, ['-e', script]);
-  await writeFile(marker, '');
+  await writeFile(join(tmp, '.complete'), JSON.stringify({ n }));
+  if (!(await memTreeValid(dir, n))) {
+    // Whatever is there is incomplete (an interrupted or raced older build): set it aside.
+    const stale = `${dir}.stale-${process.pid}`;
+    await rename(dir, stale).catch(() => {});
+    await rename(tmp, dir).catch(() => {});
+    await rm(stale, { recursive: true, force: true });
+  }
+  // Someone else may have finished first: theirs is kept and ours dropped.
+  await rm(tmp, { recursive: true, force: true });
+  removeTmp();
+  if (!(await memTreeValid(dir, n))) throw new Error(`memory tree ${dir} is not complete after building it`);
 }
-
