@@ -8,9 +8,16 @@ import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/p
 import { join } from 'node:path';
 import { mountAt, onCleanup, run, runSync, sleep, unmount } from './util.mjs';
 
+/**
+ * Version of the tree recipe, part of a profile's directory name: a change of recipe gets a
+ * new directory instead of rebuilding one a concurrent run may be using. v2: symlinks to
+ * directories are dropped (see prepare).
+ */
+const TREE_VERSION = 2;
+
 /** Paths of one prepared profile under the bench work dir. */
 export function layout(workdir, opts) {
-  const key = `n${opts.files}-b${opts.bigMiB}`;
+  const key = `n${opts.files}-b${opts.bigMiB}-v${TREE_VERSION}`;
   const base = join(workdir, key);
   return {
     key,
@@ -37,53 +44,81 @@ function pickEvenly(items, n) {
   return out;
 }
 
-/** Build (or reuse) the lower tree, big file, lists and untar archive. Returns the loaded lists. */
+/** Build one profile's lower tree, big file, lists, untar archive and marker under `base`. */
+async function buildProfile(base, opts, log) {
+  const L = { lower: join(base, 'lower'), lists: join(base, 'lists'), untarBall: join(base, 'untar.tar') };
+  const marker = join(base, 'prepared.json');
+  await rm(base, { recursive: true, force: true });
+  await mkdir(join(L.lower, 'tree'), { recursive: true });
+  await mkdir(L.lists, { recursive: true });
+  // Candidate files: regular files up to 1 MiB and symlinks, sorted, sampled evenly.
+  const { out } = await run('bash', ['-c',
+    "find /usr/share /usr/lib -xdev \\( -type f -size -1025k -o -type l \\) -print0 | LC_ALL=C sort -z"],
+  { maxBuffer: 1 << 30 });
+  const all = out.split('\0').filter((p) => p && !/[\n\\]/.test(p));
+  const chosen = pickEvenly(all, opts.files).map((p) => p.slice(1));
+  writeFileSync(join(L.lists, 'copy.list'), chosen.join('\0') + '\0');
+  await run('bash', ['-c',
+    `tar -C / --null -T ${join(L.lists, 'copy.list')} -cf - 2>/dev/null | tar -C ${join(L.lower, 'tree')} -xf -`]);
+  // Sampling leaves some symlinks dangling; a realistic tree has none (and ZenFS's
+  // Passthrough backend follows links even for lstat), so drop those.
+  await run('find', [join(L.lower, 'tree'), '-xtype', 'l', '-delete']);
+  // Symlinks to directories go too: ZenFS's readdir reports a link by its target's type,
+  // so its walk would follow them (a link to an ancestor, as llvm-14/build/Debug+Asserts
+  // -> .., loops until ELOOP; any other walks a subtree twice).
+  await run('find', [join(L.lower, 'tree'), '-type', 'l', '-xtype', 'd', '-delete']);
+  log('prepare: writing the big file');
+  await run('bash', ['-c', `head -c ${opts.bigMiB}M /dev/urandom > ${join(L.lower, 'big.bin')}`]);
+  // Every entry of the tree (files, symlinks and dirs), relative to the lower root.
+  const { out: ents } = await run('bash', ['-c',
+    `cd ${L.lower} && find tree -mindepth 1 -printf '%y %s %p\\0' | LC_ALL=C sort -z -k3`], { maxBuffer: 1 << 30 });
+  const rows = ents.split('\0').filter(Boolean).map((r) => {
+    const [y, s, ...p] = r.split(' ');
+    return { type: y, size: Number(s), path: p.join(' ') };
+  });
+  const entries = rows.map((r) => r.path);
+  const smallFiles = rows.filter((r) => r.type === 'f' && r.size <= 64 * 1024).map((r) => r.path);
+  const nSmall = Math.min(opts.appendFiles + opts.unlinkFiles, smallFiles.length);
+  const picked = pickEvenly(smallFiles, nSmall);
+  const append = picked.filter((_, i) => i % 2 === 0).slice(0, opts.appendFiles);
+  const unlink = picked.filter((_, i) => i % 2 === 1).slice(0, opts.unlinkFiles);
+  const untar = pickEvenly(rows.filter((r) => r.type === 'f'), opts.untarFiles).map((r) => r.path);
+  writeFileSync(join(L.lists, 'entries.txt'), entries.join('\n') + '\n');
+  writeFileSync(join(L.lists, 'append.txt'), append.join('\n') + '\n');
+  writeFileSync(join(L.lists, 'unlink.txt'), unlink.join('\n') + '\n');
+  writeFileSync(join(L.lists, 'untar.txt'), untar.join('\n') + '\n');
+  await run('tar', ['-C', L.lower, '-cf', L.untarBall, '-T', join(L.lists, 'untar.txt')]);
+  writeFileSync(marker, JSON.stringify({
+    created: new Date().toISOString(), opts: { files: opts.files, bigMiB: opts.bigMiB },
+    entries: entries.length, files: rows.filter((r) => r.type === 'f').length,
+    dirs: rows.filter((r) => r.type === 'd').length, symlinks: rows.filter((r) => r.type === 'l').length,
+    bytes: rows.filter((r) => r.type === 'f').reduce((a, r) => a + r.size, 0),
+  }, null, 2));
+}
+
+/**
+ * Build (or reuse) the lower tree, big file, lists and untar archive. Returns the loaded
+ * lists. A profile is built under a private name and renamed into place when complete, so
+ * a concurrent run never sees or deletes a half-built one.
+ */
 export async function prepare(L, opts, log) {
   const marker = join(L.base, 'prepared.json');
   if (!existsSync(marker)) {
     log(`prepare: building ${L.base} (about ${opts.files} files + ${opts.bigMiB} MiB file)`);
-    await rm(L.base, { recursive: true, force: true });
-    await mkdir(join(L.lower, 'tree'), { recursive: true });
-    await mkdir(L.lists, { recursive: true });
-    // Candidate files: regular files up to 1 MiB and symlinks, sorted, sampled evenly.
-    const { out } = await run('bash', ['-c',
-      "find /usr/share /usr/lib -xdev \\( -type f -size -1025k -o -type l \\) -print0 | LC_ALL=C sort -z"],
-    { maxBuffer: 1 << 30 });
-    const all = out.split('\0').filter((p) => p && !/[\n\\]/.test(p));
-    const chosen = pickEvenly(all, opts.files).map((p) => p.slice(1));
-    writeFileSync(join(L.lists, 'copy.list'), chosen.join('\0') + '\0');
-    await run('bash', ['-c',
-      `tar -C / --null -T ${join(L.lists, 'copy.list')} -cf - 2>/dev/null | tar -C ${join(L.lower, 'tree')} -xf -`]);
-    // Sampling leaves some symlinks dangling; a realistic tree has none (and ZenFS's
-    // Passthrough backend follows links even for lstat), so drop those.
-    await run('find', [join(L.lower, 'tree'), '-xtype', 'l', '-delete']);
-    log('prepare: writing the big file');
-    await run('bash', ['-c', `head -c ${opts.bigMiB}M /dev/urandom > ${join(L.lower, 'big.bin')}`]);
-    // Every entry of the tree (files, symlinks and dirs), relative to the lower root.
-    const { out: ents } = await run('bash', ['-c',
-      `cd ${L.lower} && find tree -mindepth 1 -printf '%y %s %p\\0' | LC_ALL=C sort -z -k3`], { maxBuffer: 1 << 30 });
-    const rows = ents.split('\0').filter(Boolean).map((r) => {
-      const [y, s, ...p] = r.split(' ');
-      return { type: y, size: Number(s), path: p.join(' ') };
-    });
-    const entries = rows.map((r) => r.path);
-    const smallFiles = rows.filter((r) => r.type === 'f' && r.size <= 64 * 1024).map((r) => r.path);
-    const nSmall = Math.min(opts.appendFiles + opts.unlinkFiles, smallFiles.length);
-    const picked = pickEvenly(smallFiles, nSmall);
-    const append = picked.filter((_, i) => i % 2 === 0).slice(0, opts.appendFiles);
-    const unlink = picked.filter((_, i) => i % 2 === 1).slice(0, opts.unlinkFiles);
-    const untar = pickEvenly(rows.filter((r) => r.type === 'f'), opts.untarFiles).map((r) => r.path);
-    writeFileSync(join(L.lists, 'entries.txt'), entries.join('\n') + '\n');
-    writeFileSync(join(L.lists, 'append.txt'), append.join('\n') + '\n');
-    writeFileSync(join(L.lists, 'unlink.txt'), unlink.join('\n') + '\n');
-    writeFileSync(join(L.lists, 'untar.txt'), untar.join('\n') + '\n');
-    await run('tar', ['-C', L.lower, '-cf', L.untarBall, '-T', join(L.lists, 'untar.txt')]);
-    writeFileSync(marker, JSON.stringify({
-      created: new Date().toISOString(), opts: { files: opts.files, bigMiB: opts.bigMiB },
-      entries: entries.length, files: rows.filter((r) => r.type === 'f').length,
-      dirs: rows.filter((r) => r.type === 'd').length, symlinks: rows.filter((r) => r.type === 'l').length,
-      bytes: rows.filter((r) => r.type === 'f').reduce((a, r) => a + r.size, 0),
-    }, null, 2));
+    const tmp = `${L.base}.tmp-${process.pid}`;
+    const removeTmp = onCleanup(() => rmSync(tmp, { recursive: true, force: true }));
+    await buildProfile(tmp, opts, log);
+    if (!existsSync(marker)) {
+      // A directory without a marker is an interrupted build: set it aside.
+      const stale = `${L.base}.stale-${process.pid}`;
+      await rename(L.base, stale).catch(() => {});
+      await rename(tmp, L.base).catch(() => {});
+      await rm(stale, { recursive: true, force: true });
+    }
+    // Someone else may have finished first: theirs is kept and ours dropped.
+    await rm(tmp, { recursive: true, force: true });
+    removeTmp();
+    if (!existsSync(marker)) throw new Error(`profile ${L.base} is not complete after building it`);
   }
   const readList = (n) => readFileSync(join(L.lists, n), 'utf8').split('\n').filter(Boolean);
   const info = JSON.parse(readFileSync(marker, 'utf8'));
