@@ -121,7 +121,11 @@ interface FileHandleState {
   readonly flags: number;
 }
 
-interface DirListEntry { name: string; type: FileType; ino: number; top: RealRef; dino: number; attr?: Attr }
+interface DirListEntry {
+  name: string; type: FileType; ino: number; top: RealRef; dino: number; attr?: Attr;
+  /** A directory with same-name directories below its top one (merged unless the top is opaque). */
+  mergeable: boolean;
+}
 interface DirHandleState {
   readonly node: OvlNode;
   entries: DirListEntry[] | undefined;
@@ -256,8 +260,12 @@ export class OverlayFs implements Filesystem {
     return n;
   }
 
+  /**
+   * A merged directory (kernel OVL_TYPE_MERGE): an upper with at least one lower below it,
+   * or two or more lowers. The kernel reports nlink 1 for these (ovl_getattr).
+   */
   private isMerged(n: OvlNode): boolean {
-    return n.type === 'directory' && n.upper !== undefined && n.lowers.length > 0;
+    return n.type === 'directory' && (n.upper !== undefined ? n.lowers.length > 0 : n.lowers.length > 1);
   }
 
   private async forgetReal(r: RealRef | undefined): Promise<void> {
@@ -606,6 +614,8 @@ export class OverlayFs implements Filesystem {
     const src = n.lowers[0]!;
     const sa = await src.layer.getattr(this.m, src.ino);
     const updir = parent.upper!.ino;
+    // The kernel restores the upper parent's times after a copy-up (ovl_set_timestamps).
+    const pa = await up.getattr(this.m, updir);
     const stage = up.workIno ?? updir;
     const tmp = this.tempName();
     let entry: Entry | undefined;
@@ -649,6 +659,7 @@ export class OverlayFs implements Filesystem {
       }
       throw e;
     }
+    await up.setattr(this.m, updir, { atime: pa.atime, mtime: pa.mtime });
     const ra = await up.getattr(this.m, entry.ino);
     n.upper = { layer: up, idx: 0, ino: entry.ino, attrIno: ra.ino };
     this.invalidate(n);
@@ -1563,7 +1574,7 @@ export class OverlayFs implements Filesystem {
       for (const l of visible) {
         entries.push({
           name: l.name, type: l.type, ino: await this.listedIno(n, l), top: l.top!.dir, dino: l.top!.dino,
-          ...(l.top!.attr ? { attr: l.top!.attr } : {}),
+          ...(l.top!.attr ? { attr: l.top!.attr } : {}), mergeable: l.type === 'directory' && l.lowerDirs > 0,
         });
       }
       h.entries = entries;
@@ -1581,10 +1592,9 @@ export class OverlayFs implements Filesystem {
         if (live && this.table.get(live.ino)?.value === live && live.ino === e.ino) {
           a = await this.realAttr(live).catch(() => undefined);
           merged = this.isMerged(live);
-        } else if (e.attr) {
-          a = e.attr;
         } else {
-          a = await this.attrOfListed(h.node, e).catch(() => undefined);
+          a = e.attr ?? await this.attrOfListed(h.node, e).catch(() => undefined);
+          if (a && e.mergeable) merged = await this.listedMerged(h.node, e).catch(() => false);
         }
         if (a) out.push({ ...d, attr: { ...a, ino: e.ino, dev: this.dev, nlink: merged ? 1 : a.nlink } });
         else out.push(d);
@@ -1593,6 +1603,18 @@ export class OverlayFs implements Filesystem {
       }
     }
     return out;
+  }
+
+  /** Whether a mergeable listed directory is merged: its top directory is not opaque. */
+  private async listedMerged(p: OvlNode, e: DirListEntry): Promise<boolean> {
+    const d = this.stackOf(p).find((s) => s.idx === e.top.idx)!;
+    const ent = await this.layerLookup(d, e.name);
+    if (!ent) return false;
+    try {
+      return !(await this.opaqueOf(d.layer, d.idx, ent.ino, ent.attr.ino));
+    } finally {
+      await d.layer.forget(this.m, ent.ino, 1);
+    }
   }
 
   private async attrOfListed(p: OvlNode, e: DirListEntry): Promise<Attr | undefined> {

@@ -9,7 +9,7 @@ import { memoryOverlaySut } from './oracle-suts.js';
 
 describe('oracle: OverlayFs over MemoryLayers vs the reference model', () => {
   it('agrees on 300 generated sequences of up to 30 operations', async () => {
-    const res = await runModelOracle(memoryOverlaySut(), { numRuns: 300, sutName: 'OverlayFs' });
+    const res = await runModelOracle(memoryOverlaySut(), { numRuns: 300, sutName: 'OverlayFs', dirNlink: true, dirTimes: true });
     expect(res.failed).toBe(false);
   }, 240_000);
 });
