@@ -3,7 +3,8 @@
  * filesystem built on the layerfs contracts with fast-check. `runModel` applies random
  * operation sequences (create, write, rename, link, hold and forget lookups, open handles…)
  * to the filesystem and to a reference model, compares every result, checks that lookup
- * counts balance, and that only the root is left once every lookup is forgotten. Swap in
+ * counts balance, and that only the root is left once every lookup is forgotten (an overlay
+ * inode keeps its parent directory alive, as a kernel dentry does: `pinsAncestors`). Swap in
  * your own `Filesystem` factory to test it the same way.
  */
 import { describe, it } from 'vitest';
@@ -14,7 +15,7 @@ import { fcRuns, runModel, tree } from '@layerfs/testkit';
 
 describe('property-testing a filesystem built on the contracts', () => {
   it('an overlay of in-memory layers agrees with the model and leaks no inode', async () => {
-    await runModel(async () => OverlayFs.create({ upper: await tree({}), lowers: [await tree({}, { writable: false })] }), { numRuns: fcRuns(50) });
+    await runModel(async () => OverlayFs.create({ upper: await tree({}), lowers: [await tree({}, { writable: false })] }), { numRuns: fcRuns(50), pinsAncestors: true });
   });
 
   it('InodeTable: an identity keeps its ino while referenced; only the root survives forgetting', () => {

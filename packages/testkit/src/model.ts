@@ -83,6 +83,8 @@ export interface ModelReal {
   readonly held: HeldLookup[];
   /** Open handles (each with one lookup on its ino), parallel to `FsModel.state.handles`. */
   readonly handles: { readonly ino: number; readonly fh: number }[];
+  /** The filesystem keeps looked-up inodes' ancestors alive (see `checkLookupBalance`). */
+  readonly pinsAncestors?: boolean;
 }
 
 /** Close every open handle and forget every held lookup of a run (the model too). */
@@ -302,7 +304,7 @@ export class FsCommand implements fc.AsyncCommand<FsModel, ModelReal> {
     const e = JSON.stringify(expected);
     const a = JSON.stringify(actual);
     if (e !== a) throw new Error(`${this.label}: expected ${e}, got ${a}`);
-    await checkLookupBalance(r.fs, [...r.held.map((h) => h.ino), ...r.handles.map((h) => h.ino)]);
+    await checkLookupBalance(r.fs, [...r.held.map((h) => h.ino), ...r.handles.map((h) => h.ino)], { pinsAncestors: r.pinsAncestors ?? false });
   }
 
   /** The strace-like line. */
@@ -786,6 +788,12 @@ export interface RunModelOptions extends FsCommandsOptions {
   seed?: number;
   /** fast-check replay path. */
   path?: string;
+  /**
+   * The filesystem keeps looked-up inodes' parent directories alive (as `OverlayFs` does):
+   * between steps only "every held inode is live" is checked; after every lookup is
+   * forgotten only the root must remain, as for any filesystem. Default false.
+   */
+  pinsAncestors?: boolean;
 }
 
 /**
@@ -798,7 +806,7 @@ export async function runModel(makeFs: () => Filesystem | Promise<Filesystem>, o
   await fc.assert(
     fc.asyncProperty(fsCommands(options), async (cmds) => {
       const fs = await makeFs();
-      const real: ModelReal = { fs, ctx, held: [], handles: [] };
+      const real: ModelReal = { fs, ctx, held: [], handles: [], pinsAncestors: options.pinsAncestors ?? false };
       const model = new FsModel(ctx.uid);
       try {
         await fc.asyncModelRun(() => ({ model, real }), cmds);

@@ -16,6 +16,18 @@ describe('invariant checkers', () => {
     await checkLookupBalance(fs, []);
   });
 
+  it('checkLookupBalance with pinsAncestors allows live ancestors but not a lost held inode', async () => {
+    const fs = new MemoryLayer();
+    const d = await fs.mkdir(ROOT_CONTEXT, ROOT_INO, 'd', 0o755);
+    const f = await fs.mkdir(ROOT_CONTEXT, d.ino, 'f', 0o755);
+    await checkLookupBalance(fs, [f.ino], { pinsAncestors: true });               // d alive beyond what is held
+    await expect(checkLookupBalance(fs, [f.ino])).rejects.toThrow(/liveInodes\(\) is 3, expected 2/);
+    await fs.forget(ROOT_CONTEXT, f.ino, 1);
+    await expect(checkLookupBalance(fs, [d.ino, f.ino], { pinsAncestors: true })).rejects.toThrow(/expected at least 3/);
+    await fs.forget(ROOT_CONTEXT, d.ino, 1);
+    await checkNoLeak(fs);
+  });
+
   it('checkInodeTable sees wrong counts, lost identities and changed inos', () => {
     const t = new InodeTable<null>('root', null);
     const a = t.acquire('a', () => null).record;
