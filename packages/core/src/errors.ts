@@ -5,6 +5,14 @@
  *
  * Layers throw bare codes (`FsError.of('ENOENT')`); the `Volume` facade and the FUSE adapter
  * stamp the syscall and paths on the way out (`withContext`).
+ *
+ * Cost: a union probes every layer for every name, so ENOENT is the common case and an error
+ * must be cheap to make. Capturing a stack trace is most of an Error's cost (≈ 4 µs at depth
+ * 20, against ≈ 0.4 µs without; `packages/passthrough/bench/micro.mjs`), so the bare errors
+ * layers throw (`FsError.of`, `FsError.bare`) carry no frames; they get the stack of the
+ * place where they leave the library when context is added (`withContext`, `toFsError`), and
+ * `new FsError(…)` always captures one. `FsError.captureStacks = true` (or the environment
+ * variable `LAYERFS_ERROR_STACKS=1`) gives bare errors their own frames, for debugging.
  */
 import { getSystemErrorMap } from 'node:util';
 
@@ -61,23 +69,36 @@ export function errnoOf(code: string, platform: ErrnoPlatform = HOST_PLATFORM): 
   return table(platform)[code];
 }
 
-/** Errno name of a positive or negative errno number on `platform` (default: this host). */
-export function codeOf(errno: number, platform: ErrnoPlatform = HOST_PLATFORM): ErrnoCode | undefined {
-  const n = Math.abs(errno);
-  // ENOTSUP and EOPNOTSUPP share 95 on Linux; prefer the name Node reports.
-  if (platform === 'linux' && n === 95) return 'EOPNOTSUPP';
-  for (const [code, value] of Object.entries(table(platform))) if (value === n) return code as ErrnoCode;
-  return undefined;
+const reverse: Partial<Record<ErrnoPlatform, Map<number, ErrnoCode>>> = {};
+function reverseTable(platform: ErrnoPlatform): Map<number, ErrnoCode> {
+  let m = reverse[platform];
+  if (!m) {
+    m = new Map();
+    // The first name of a number wins, as in the table's order.
+    for (const [code, value] of Object.entries(table(platform))) if (!m.has(value)) m.set(value, code as ErrnoCode);
+    // ENOTSUP and EOPNOTSUPP share 95 on Linux; prefer the name Node reports.
+    if (platform === 'linux') m.set(95, 'EOPNOTSUPP');
+    reverse[platform] = m;
+  }
+  return m;
 }
 
+/** Errno name of a positive or negative errno number on `platform` (default: this host). */
+export function codeOf(errno: number, platform: ErrnoPlatform = HOST_PLATFORM): ErrnoCode | undefined {
+  return reverseTable(platform).get(Math.abs(errno));
+}
+
+const descriptions = new Map<string, string>();
 /** Human text for an errno code, taken from libuv (as Node's own messages are). */
 export function describeErrno(code: string): string {
-  const n = errnoOf(code);
-  if (n !== undefined) {
-    const entry = systemErrorMap().get(-n);
-    if (entry) return entry[1];
+  let text = descriptions.get(code);
+  if (text === undefined) {
+    const n = errnoOf(code);
+    const entry = n === undefined ? undefined : systemErrorMap().get(-n);
+    text = entry ? entry[1] : FALLBACK_TEXT[code] ?? code.toLowerCase();
+    descriptions.set(code, text);
   }
-  return FALLBACK_TEXT[code] ?? code.toLowerCase();
+  return text;
 }
 
 const FALLBACK_TEXT: Record<string, string> = {
@@ -105,11 +126,23 @@ export interface FsErrorContext {
   detail?: string;
 }
 
+const ENV_STACKS = typeof process !== 'undefined' && process.env?.['LAYERFS_ERROR_STACKS'] === '1';
+
+/** True when `stack` holds at least one frame below its message line. */
+function hasFrames(stack: string | undefined): stack is string {
+  return stack !== undefined && stack.indexOf('\n    at ') >= 0;
+}
+
 /**
  * A filesystem error with Node's shape: `code` ('ENOENT'), `errno` (negative, libuv style),
  * `syscall`, `path`, `dest`. Message: `CODE: description, syscall 'path' -> 'dest'`.
+ * Made with `new`, it captures a stack trace like any Error; made with `of`/`bare` (what
+ * layers throw), it does not (see the module comment).
  */
 export class FsError extends Error {
+  /** Give bare errors (`of`, `bare`) stack frames too (default: env `LAYERFS_ERROR_STACKS=1`). */
+  static captureStacks = ENV_STACKS;
+
   /** Errno name, as `node:fs` errors carry it. */
   readonly code: ErrnoCode;
   /** Negative errno on this host, as `node:fs` errors carry it. */
@@ -125,7 +158,14 @@ export class FsError extends Error {
 
   /** Build an error for `code`, optionally with syscall, paths and a detail text. */
   constructor(code: ErrnoCode, context: FsErrorContext = {}) {
-    super('');
+    if (making !== 0) {
+      // A bare error: construct without capturing frames (the costly part of an Error).
+      const limit = Error.stackTraceLimit;
+      Error.stackTraceLimit = 0;
+      try { super(''); } finally { Error.stackTraceLimit = limit; }
+    } else {
+      super('');
+    }
     this.name = 'Error';
     this.code = code;
     this.errno = -(errnoOf(code) ?? LINUX_ERRNO[code]);
@@ -136,9 +176,20 @@ export class FsError extends Error {
     this.message = this.format();
   }
 
-  /** Shorthand for `new FsError(code, { detail })`, for layers that throw bare codes. */
+  /** `FsError(code, { detail })` without stack frames: what layers throw for bare codes. */
   static of(code: ErrnoCode, detail?: string): FsError {
-    return new FsError(code, detail === undefined ? {} : { detail });
+    return FsError.bare(code, detail === undefined ? NO_CONTEXT : { detail });
+  }
+
+  /**
+   * `FsError(code, context)` without stack frames (unless `captureStacks`): for errors that
+   * are often caught inside the library (a layer's ENOENT probe), cheap to make. Context added
+   * later (`withContext`, `toFsError`) gives it the stack of that place.
+   */
+  static bare(code: ErrnoCode, context: FsErrorContext = NO_CONTEXT): FsError {
+    if (FsError.captureStacks) return new FsError(code, context);
+    making++;
+    try { return new FsError(code, context); } finally { making--; }
   }
 
   /** The same error with syscall and paths filled in where they are not yet known. */
@@ -153,7 +204,9 @@ export class FsError extends Error {
     if (dest !== undefined) merged.dest = dest;
     if (detail !== undefined) merged.detail = detail;
     const err = new FsError(this.code, merged);
-    if (this.stack) err.stack = err.message + this.stack.slice(this.stack.indexOf('\n'));
+    // Keep the frames of where the error was made; a bare error takes those of this call.
+    const stack = this.stack;
+    if (hasFrames(stack)) err.stack = err.message + stack.slice(stack.indexOf('\n'));
     return err;
   }
 
@@ -166,6 +219,10 @@ export class FsError extends Error {
     return msg;
   }
 }
+
+const NO_CONTEXT: FsErrorContext = Object.freeze({});
+/** Nonzero while `FsError.bare` constructs (the constructor then skips the stack trace). */
+let making = 0;
 
 /** True if `e` is an FsError, optionally with the given code. */
 export function isFsError(e: unknown, code?: ErrnoCode): e is FsError {
