@@ -1,6 +1,8 @@
 // Cost of the layer's hot operations on a warm tree (run after `tsc -b packages/passthrough`):
-// lookup+forget, getattr, open+read+release, readdir plus of 1,000 entries.
-// Run: node packages/passthrough/bench/ops.mjs
+// lookup+forget of a file, of a missing name (the overlay's probe) and of a directory plus a
+// name in it, getattr, readlink, open+read+release, readdir plus of 1,000 entries. Prints wall
+// time and the process's CPU time (user+sys) per op: on a loaded machine the CPU time is the
+// steadier figure. Run: node packages/passthrough/bench/ops.mjs
 import * as fs from 'node:fs';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -11,24 +13,37 @@ import { PassthroughLayer } from '../dist/index.js';
 const dir = mkdtempSync(join(tmpdir(), 'layerfs-bench-'));
 fs.mkdirSync(`${dir}/d`);
 for (let i = 0; i < 1000; i++) fs.writeFileSync(`${dir}/d/f${i}`, 'x'.repeat(100));
+for (let i = 0; i < 100; i++) fs.mkdirSync(`${dir}/d/s${i}`);
+fs.symlinkSync('f0', `${dir}/d/link`);
 const layer = new PassthroughLayer(dir);
 const d = (await layer.lookup(ctx, ROOT_INO, 'd')).ino;
 
 async function time(name, n, f) {
   for (let i = 0; i < Math.min(n, 500); i++) await f(i);
   const t = process.hrtime.bigint();
+  const c = process.cpuUsage();
   for (let i = 0; i < n; i++) await f(i);
-  console.log(`${name.padEnd(34)} ${(Number(process.hrtime.bigint() - t) / n / 1000).toFixed(1).padStart(8)} µs/op`);
+  const cpu = process.cpuUsage(c);
+  const wall = Number(process.hrtime.bigint() - t) / n / 1000;
+  console.log(`${name.padEnd(40)} ${wall.toFixed(1).padStart(8)} µs/op wall ${((cpu.user + cpu.system) / n).toFixed(1).padStart(8)} µs/op cpu`);
 }
 const f0 = (await layer.lookup(ctx, d, 'f0')).ino;
 await time('lookup + forget', 50_000, async (i) => { const e = await layer.lookup(ctx, d, `f${i % 1000}`); await layer.forget(ctx, e.ino, 1); });
+await time('lookup of a missing name (ENOENT)', 50_000, (i) => layer.lookup(ctx, d, `nope${i % 1000}`).catch(() => undefined));
+await time('lookup dir + lookup name in it + forget', 20_000, async (i) => {
+  const s = await layer.lookup(ctx, d, `s${i % 100}`);
+  await layer.lookup(ctx, s.ino, 'x').catch(() => undefined);
+  await layer.forget(ctx, s.ino, 1);
+});
 await time('getattr', 50_000, () => layer.getattr(ctx, f0));
+const ln = (await layer.lookup(ctx, d, 'link')).ino;
+await time('readlink', 50_000, () => layer.readlink(ctx, ln));
 await time('open + read 100 B + release', 20_000, async () => {
   const h = await layer.open(ctx, f0, OpenFlags.O_RDONLY);
   await layer.read(ctx, f0, h.fh, 4096, 0);
   await layer.release(ctx, f0, h.fh);
 });
-await time('opendir + readdir plus (1,000 entries)', 50, async () => {
+await time('opendir + readdir plus (1,101 entries)', 50, async () => {
   const h = await layer.opendir(ctx, d);
   await layer.readdir(ctx, d, h.fh, 0, true);
   await layer.releasedir(ctx, d, h.fh);

@@ -2,7 +2,9 @@
  * Descriptor budget: `raiseNofileLimit` lifts the soft RLIMIT_NOFILE toward the hard limit
  * (once per process), and `DirFdCache` is the `lru-cache` of directory descriptors a layer
  * keeps, keyed by the directory's path below the layer root and sized from that limit. An
- * evicted descriptor is closed at once and reopened on demand by the layer.
+ * evicted descriptor is closed at once and reopened on demand by the layer. Each descriptor
+ * is stored with the identity (`dev:ino`) of the directory it was opened on, so a caller that
+ * knows which directory it wants never gets a descriptor of another one that took the path.
  */
 import { closeSync } from 'node:fs';
 import { LRUCache } from 'lru-cache';
@@ -43,9 +45,17 @@ export function defaultMaxOpenFds(): number {
   return Math.max(8, Math.min(16384, n));
 }
 
+/** A cached directory descriptor and the identity (`dev:ino`) of the directory it is open on. */
+export interface CachedDirFd {
+  /** The descriptor (O_PATH). */
+  readonly fd: number;
+  /** `dev:ino` of the directory when it was opened. */
+  readonly key: string;
+}
+
 /** Directory descriptors by path below the layer root, closed when evicted. */
 export class DirFdCache {
-  private readonly lru: LRUCache<string, number>;
+  private readonly lru: LRUCache<string, CachedDirFd>;
   /** Descriptors opened over the cache's life (for tests and statistics). */
   opened = 0;
   /** Descriptors closed by eviction over the cache's life. */
@@ -53,24 +63,24 @@ export class DirFdCache {
 
   /** A cache holding at most `max` descriptors. */
   constructor(max: number) {
-    this.lru = new LRUCache<string, number>({
+    this.lru = new LRUCache<string, CachedDirFd>({
       max,
-      dispose: (fd, _key, reason) => {
+      dispose: (entry, _key, reason) => {
         if (reason === 'evict') this.evicted++;
-        try { closeSync(fd); } catch { /* already closed */ }
+        try { closeSync(entry.fd); } catch { /* already closed */ }
       },
     });
   }
 
-  /** The cached descriptor for `path` (marks it recently used). */
-  get(path: string): number | undefined {
+  /** The cached descriptor for `path` and its directory's identity (marks it recently used). */
+  get(path: string): CachedDirFd | undefined {
     return this.lru.get(path);
   }
 
-  /** Cache `fd` for `path` (closing any descriptor it replaces). */
-  set(path: string, fd: number): void {
+  /** Cache `fd`, open on the directory `key`, for `path` (closing any descriptor it replaces). */
+  set(path: string, fd: number, key: string): void {
     this.opened++;
-    this.lru.set(path, fd);
+    this.lru.set(path, { fd, key });
   }
 
   /** Close and forget the descriptor of `path`. */

@@ -106,7 +106,13 @@ interface Target {
 }
 
 interface FileHandle { readonly kind: 'file'; readonly ino: number; readonly fd: number; readonly flags: number }
-interface ListEntry { readonly name: string; readonly stored: string; readonly ino: number; readonly type: FileType; readonly whiteout: boolean; readonly st: HostStat }
+interface ListEntry { readonly name: string; readonly stored: string; readonly ino: number; readonly type: FileType; readonly whiteout: boolean; readonly st?: HostStat }
+
+/** FileType of each `d_type` that needs no stat to tell (char devices may be whiteouts). */
+const DT_TYPES: Record<number, FileType | undefined> = {
+  [libc.DT.FIFO]: 'fifo', [libc.DT.DIR]: 'directory', [libc.DT.BLK]: 'blockdev', [libc.DT.REG]: 'file',
+  [libc.DT.LNK]: 'symlink', [libc.DT.SOCK]: 'socket',
+};
 interface DirHandle { readonly kind: 'dir'; readonly ino: number; listing: ListEntry[] | undefined }
 type Handle = FileHandle | DirHandle;
 
@@ -270,15 +276,15 @@ export class PassthroughLayer implements Layer {
     return st.ino;
   }
 
-  /** The number a lookup would give `st` now (for readdir entries not looked up). */
-  private peekIno(st: HostStat): number {
-    const known = this.table.byIdentity(keyOf(st));
+  /** The number a lookup would give the inode (dev, ino) now (for readdir entries not looked up). */
+  private peekIno(dev: number, ino: number, inoKey: string): number {
+    const key = `${dev}:${inoKey}`;
+    const known = this.table.byIdentity(key);
     if (known !== undefined) return known;
-    const p = this.preferredIno(st);
-    if (p !== undefined && p > ROOT_INO) return p;
+    if (dev === this.rootDev && Number.isSafeInteger(ino) && ino > ROOT_INO) return ino;
     // Off-device or huge: a stable 53-bit hash of the identity.
     let h = 0x811c9dc5;
-    for (const c of keyOf(st)) h = Math.imul(h ^ c.charCodeAt(0), 0x01000193) >>> 0;
+    for (const c of key) h = Math.imul(h ^ c.charCodeAt(0), 0x01000193) >>> 0;
     return 0x100000000 + h;
   }
 
@@ -393,21 +399,32 @@ export class PassthroughLayer implements Layer {
     return fd;
   }
 
-  /** The cached (or freshly opened) descriptor of the directory at `path`. */
+  /**
+   * The cached (or freshly opened) descriptor of the directory at `path`. With `expectKey`,
+   * only a descriptor open on that directory is returned (a cached one of another directory
+   * that took the path is replaced; a fresh one of another directory is ESTALE).
+   */
   private dirFd(path: string, expectKey?: string): number {
     if (path === '') return this.rootFd;
     if (path === WORK && this.workFd !== undefined) return this.workFd;
     const cached = this.cache.get(path);
-    if (cached !== undefined) return cached;
-    const fd = this.openDirPath(path);
-    if (expectKey !== undefined) {
-      const st = libc.statx(fd, '', AT_EMPTY_PATH);
-      if (keyOf(st) !== expectKey) {
-        closeSync(fd);
-        throw err('ESTALE', `directory at ${JSON.stringify(path)} was replaced`);
-      }
+    if (cached !== undefined) {
+      if (expectKey === undefined || cached.key === expectKey) return cached.fd;
+      this.cache.delete(path);
     }
-    this.cache.set(path, fd);
+    const fd = this.openDirPath(path);
+    let key: string;
+    try {
+      key = keyOf(libc.statx(fd, '', AT_EMPTY_PATH));
+    } catch (e) {
+      closeSync(fd);
+      throw e;
+    }
+    if (expectKey !== undefined && key !== expectKey) {
+      closeSync(fd);
+      throw err('ESTALE', `directory at ${JSON.stringify(path)} was replaced`);
+    }
+    this.cache.set(path, fd, key);
     return fd;
   }
 
@@ -508,9 +525,9 @@ export class PassthroughLayer implements Layer {
     return libc.statx(h.fd, '', AT_EMPTY_PATH);
   }
 
-  /** Stat `name` in directory fd `pfd`; undefined when absent. */
+  /** Stat `name` in directory fd `pfd`; undefined when absent (no error is made for that). */
   private statAt(pfd: number, name: string): HostStat | undefined {
-    return ignoring(['ENOENT'], () => libc.statx(pfd, name, AT_SYMLINK_NOFOLLOW));
+    return libc.statxIfExists(pfd, name, AT_SYMLINK_NOFOLLOW);
   }
 
   private isMarkerName(name: string): boolean {
@@ -596,7 +613,11 @@ export class PassthroughLayer implements Layer {
     return this.entryFor(s.st, join(d.path, s.stored), s.whiteout);
   }
 
-  /** Give back `nlookup` lookups; at zero the record and what it holds are released. */
+  /**
+   * Give back `nlookup` lookups; at zero the record and what it holds are released. A
+   * directory's cached descriptor stays in the LRU (bounded, closed on eviction, checked by
+   * identity when used again), so a lookup of the same directory soon after does not reopen it.
+   */
   async forget(_ctx: RequestContext, ino: number, nlookup: number): Promise<void> {
     if (ino === this.workIno) {
       const held = this.table.lookups(ino) - 1;
@@ -613,7 +634,6 @@ export class PassthroughLayer implements Layer {
       const node = r.value;
       if (node.orphanFd !== undefined) { try { closeSync(node.orphanFd); } catch { /* closed */ } }
       node.orphanFd = undefined;
-      if (node.type === 'directory') for (const p of node.paths) this.cache.delete(p);
     }
   }
 
@@ -1163,29 +1183,42 @@ export class PassthroughLayer implements Layer {
     }
   }
 
-  private listing(ino: number): ListEntry[] {
+  /**
+   * The entries of directory `ino`, sorted by name. `getdents64` gives each entry's number and
+   * type, so a listing without attributes stats only what it must (char devices, to tell a
+   * whiteout; entries of unknown type); with `plus` every entry is stat'ed once.
+   */
+  private listing(ino: number, plus: boolean): ListEntry[] {
     const d = this.dir(ino);
-    let names: string[];
+    let ents: libc.HostDirent[];
     try {
-      names = readdirSync(procFd(d.fd));
+      ents = libc.readdirAt(d.fd);
     } catch (e) {
       throw toLayerError(e, 'scandir');
     }
-    const present = new Set(names);
-    const out: { name: string; stored: string; st: HostStat; whiteout: boolean }[] = [];
-    for (const stored of names) {
+    const oci = this.whiteoutFormat === 'oci';
+    const present = oci ? new Set(ents.map((x) => x.name)) : undefined;
+    const dev = ents.length > 0 ? libc.statx(d.fd, '', AT_EMPTY_PATH).dev : 0;
+    const out: ListEntry[] = [];
+    for (const ent of ents) {
+      const stored = ent.name;
       let name = stored;
-      if (this.whiteoutFormat === 'oci' && stored.startsWith(OCI_WHITEOUT_PREFIX)) {
+      if (oci && stored.startsWith(OCI_WHITEOUT_PREFIX)) {
         if (stored === OCI_OPAQUE_MARKER) continue;
         name = stored.slice(OCI_WHITEOUT_PREFIX.length);
-        if (name.length === 0 || name === '.' || name === '..' || present.has(name)) continue;
+        if (name.length === 0 || name === '.' || name === '..' || present!.has(name)) continue;
       }
-      const st = this.statAt(d.fd, stored);
-      if (!st) continue;
-      out.push({ name, stored, st, whiteout: name !== stored || isChardevWhiteout(st) });
+      const type = DT_TYPES[ent.type];
+      if (plus || type === undefined || ent.type === libc.DT.CHR) {
+        const st = this.statAt(d.fd, stored);
+        if (!st) continue;
+        out.push({ name, stored, ino: this.peekIno(st.dev, st.ino, st.inoKey), type: typeOfMode(st.mode), whiteout: name !== stored || isChardevWhiteout(st), st });
+      } else {
+        out.push({ name, stored, ino: this.peekIno(dev, ent.ino, ent.inoKey), type, whiteout: name !== stored });
+      }
     }
     out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-    return out.map((e) => ({ name: e.name, stored: e.stored, ino: this.peekIno(e.st), type: typeOfMode(e.st.mode), whiteout: e.whiteout, st: e.st }));
+    return out;
   }
 
   /** Open a directory (read permission); the listing is taken at the first readdir and again at offset 0. */
@@ -1201,19 +1234,19 @@ export class PassthroughLayer implements Layer {
     const h = this.dirHandle(ino, fh);
     if (offset < 0 || !Number.isInteger(offset)) throw err('EINVAL');
     const fresh = offset === 0 || h.listing === undefined;
-    if (fresh) h.listing = this.listing(ino);
+    if (fresh) h.listing = this.listing(ino, plus);
     const listing = h.listing!;
     const out: DirEntry[] = [];
-    const dfd = plus && !fresh ? this.dir(ino).fd : -1;
+    const dfd = plus && (!fresh || listing.some((e) => e.st === undefined)) ? this.dir(ino).fd : -1;
     for (let i = offset; i < listing.length; i++) {
       const e = listing[i]!;
       const base: DirEntry = { name: e.name, ino: e.ino, type: e.type, offset: i + 1 };
       let entry: DirEntry = e.whiteout ? { ...base, whiteout: true } : base;
       if (plus) {
         // Attributes from the listing just taken, or taken again for a later batch.
-        const st = fresh ? e.st : this.statAt(dfd, e.stored);
+        const st = fresh && e.st ? e.st : this.statAt(dfd, e.stored);
         if (!st) continue;
-        const cur = this.peekIno(st);
+        const cur = this.peekIno(st.dev, st.ino, st.inoKey);
         entry = { ...entry, ino: cur, attr: this.attrOf(st, cur) };
       }
       out.push(entry);

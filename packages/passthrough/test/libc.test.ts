@@ -5,6 +5,7 @@
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import * as fs from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import { FsError } from '@layerfs/core';
 import { libc } from '../src/index.js';
 import { removeDir, tempDir } from './helpers.js';
@@ -47,6 +48,42 @@ describe('libc bindings', () => {
   it('a call the platform lacks is ENOSYS, not a crash', () => {
     const e = thrown(() => libc.clonefile(`${dir}/f`, `${dir}/g`));
     expect(e.code).toBe(process.platform === 'darwin' ? e.code : 'ENOSYS');
+  });
+
+  it('statxIfExists is undefined for a missing name and throws every other error', () => {
+    fs.writeFileSync(`${dir}/present`, 'x');
+    expect(libc.statxIfExists(libc.AT_FDCWD, `${dir}/absent`, libc.AT_SYMLINK_NOFOLLOW)).toBeUndefined();
+    expect(libc.statxIfExists(libc.AT_FDCWD, `${dir}/present`, libc.AT_SYMLINK_NOFOLLOW)?.size).toBe(1);
+    const e = thrown(() => libc.statxIfExists(libc.AT_FDCWD, `${dir}/present/x`, libc.AT_SYMLINK_NOFOLLOW));
+    expect([e.code, e.syscall]).toEqual(['ENOTDIR', 'statx']);
+  });
+
+  it('readdirAt lists what readdir(3) lists, with d_ino and d_type, over many getdents64 batches', () => {
+    const d = `${dir}/list`;
+    fs.mkdirSync(d);
+    // ~3,000 entries of ~220 bytes each: several 64 KiB getdents64 batches.
+    const many = Array.from({ length: 3000 }, (_, i) => `${String(i).padStart(5, '0')}-${'é'.repeat(100)}`);
+    for (const n of many) fs.writeFileSync(`${d}/${n}`, '');
+    fs.mkdirSync(`${d}/sub`);
+    fs.symlinkSync('nowhere', `${d}/link`);
+    execFileSync('mkfifo', [`${d}/fifo`]);
+    const fd = libc.openat(libc.AT_FDCWD, d, libc.O.PATH | libc.O.DIRECTORY);
+    try {
+      const ents = libc.readdirAt(fd);
+      expect(ents.map((x) => x.name).sort()).toEqual(fs.readdirSync(d).sort());
+      const types: Record<string, number> = { sub: libc.DT.DIR, link: libc.DT.LNK, fifo: libc.DT.FIFO, [many[7]!]: libc.DT.REG };
+      for (const x of ents) {
+        const st = fs.lstatSync(`${d}/${x.name}`, { bigint: true });
+        expect(BigInt(x.inoKey)).toBe(st.ino);
+        expect(x.ino).toBe(Number(st.ino));
+        if (types[x.name] !== undefined) expect(x.type).toBe(types[x.name]);
+      }
+      fs.rmSync(d, { recursive: true });
+      // Removed while we hold a descriptor: empty, as readdir(3) reports it.
+      expect(libc.readdirAt(fd)).toEqual([]);
+    } finally {
+      fs.closeSync(fd);
+    }
   });
 
   it('xattrs, utimensat with nanoseconds, rlimits', () => {

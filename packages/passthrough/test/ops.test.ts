@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import {
   AccessMode, FallocateMode, OpenFlags, ROOT_INO, RenameFlags, S_IFBLK, S_IFCHR, S_IFIFO, S_IFMT,
-  S_IFSOCK, UTIME_NOW, UTIME_OMIT, Whence, XattrFlags, makedev, type RequestContext,
+  S_IFSOCK, UTIME_NOW, UTIME_OMIT, Whence, XattrFlags, makedev, type DirEntry, type RequestContext,
 } from '@layerfs/core';
 import { PassthroughLayer } from '../src/index.js';
 import { ctx, rejectsWith, removeDir, tempDir, walk } from './helpers.js';
@@ -330,6 +330,32 @@ describe('files', () => {
 });
 
 describe('directories, statfs, access', () => {
+  it('readdir without attributes reports the numbers, types and whiteouts readdir plus and lookup report', async () => {
+    const d = await walk(L, 'd');
+    fs.symlinkSync('f', `${B}/d/ln`);
+    execFileSync('mkfifo', [`${B}/d/pipe`]);
+    await L.createWhiteout(ctx, d, 'gone');
+    const held = await L.lookup(ctx, d, 'sub');
+    const list = async (plus: boolean) => {
+      const h = await L.opendir(ctx, d);
+      try { return await L.readdir(ctx, d, h.fh, 0, plus); } finally { await L.releasedir(ctx, d, h.fh); }
+    };
+    const bare = await list(false);
+    const plus = await list(true);
+    const strip = (e: DirEntry) => ({ name: e.name, ino: e.ino, type: e.type, whiteout: e.whiteout ?? false, offset: e.offset });
+    expect(bare.map(strip)).toEqual(plus.map(strip));
+    expect(bare.map((e) => [e.name, e.type, e.whiteout ?? false])).toEqual(expect.arrayContaining([
+      ['sub', 'directory', false], ['ln', 'symlink', false], ['pipe', 'fifo', false], ['gone', 'chardev', true],
+    ]));
+    expect(bare.find((e) => e.name === 'sub')!.ino).toBe(held.ino);
+    for (const e of bare) {
+      const x = await L.lookup(ctx, d, e.name);
+      expect([e.name, x.ino]).toEqual([e.name, e.ino]);
+      await L.forget(ctx, x.ino, 1);
+    }
+  });
+
+
   it('readdir lists what readdir(3) lists, with attrs for plus, stable offsets', async () => {
     fs.writeFileSync(`${B}/d/h`, '');
     const d = await walk(L, 'd');

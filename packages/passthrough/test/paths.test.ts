@@ -7,7 +7,7 @@
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import * as fs from 'node:fs';
-import { OpenFlags, ROOT_INO, RenameFlags } from '@layerfs/core';
+import { OpenFlags, ROOT_INO, RenameFlags, S_IFREG } from '@layerfs/core';
 import { PassthroughLayer, libc } from '../src/index.js';
 import { ctx, rejectsWith, removeDir, tempDir, walk } from './helpers.js';
 
@@ -197,7 +197,7 @@ describe('long paths', () => {
 });
 
 describe('forget releases what an inode held', () => {
-  it('closes the descriptor kept for an unlinked inode and the cached descriptor of a directory', async () => {
+  it('closes the descriptor kept for an unlinked inode; a directory\'s descriptor stays cached for the next lookup', async () => {
     const fds = () => fs.readdirSync('/proc/self/fd').length;
     const a = await walk(L, 'a');
     const one = await L.lookup(ctx, a, 'one');
@@ -209,8 +209,34 @@ describe('forget releases what an inode held', () => {
     expect(fds()).toBe(start);
     const b = await walk(L, 'a/b');
     await L.mkdir(ctx, b, 'x', 0o755).then((e) => L.forget(ctx, e.ino, 1));
-    const cached = L.fdStats().cached;
+    const before = L.fdStats();
     await L.forget(ctx, b, 1);
-    expect(L.fdStats().cached).toBe(cached - 1);
+    const open = fds();
+    // Forgotten: the descriptor stays in the LRU (bounded), and looking `b` up again and
+    // using it opens nothing new.
+    expect(L.fdStats().cached).toBe(before.cached);
+    const again = await walk(L, 'a/b');
+    await L.mkdir(ctx, again, 'y', 0o755).then((e) => L.forget(ctx, e.ino, 1));
+    expect(L.fdStats().opened).toBe(before.opened);
+    expect(fds()).toBe(open);
+    await L.forget(ctx, again, 1);
+  });
+
+  it('never uses a cached descriptor of a directory that was replaced at its path', async () => {
+    const a = await walk(L, 'a');
+    await L.mkdir(ctx, a, 'swap', 0o755).then((e) => L.forget(ctx, e.ino, 1));
+    const old = await L.lookup(ctx, a, 'swap');
+    await L.mknod(ctx, old.ino, 'in-old', S_IFREG | 0o644, 0).then((e) => L.forget(ctx, e.ino, 1));
+    await L.forget(ctx, old.ino, 1);
+    // Behind the layer's back: the name now leads to another directory.
+    fs.renameSync(`${dir}/a/swap`, `${dir}/a/swap-old`);
+    fs.mkdirSync(`${dir}/a/swap`);
+    const neu = await L.lookup(ctx, a, 'swap');
+    expect(neu.ino).not.toBe(old.ino);
+    await L.mknod(ctx, neu.ino, 'in-new', S_IFREG | 0o644, 0).then((e) => L.forget(ctx, e.ino, 1));
+    expect(fs.readdirSync(`${dir}/a/swap`)).toEqual(['in-new']);
+    expect(fs.readdirSync(`${dir}/a/swap-old`)).toEqual(['in-old']);
+    await L.forget(ctx, neu.ino, 1);
+    await L.forget(ctx, a, 1);
   });
 });
