@@ -95,9 +95,7 @@ interface Target {
   readonly name: string;
   /** AT_SYMLINK_NOFOLLOW for names, 0 for descriptor paths (the magic link is followed once). */
   readonly at: number;
-  /** A path for the xattr calls. */
-  readonly proc: string;
-  /** True when `proc` must be followed (a descriptor path), false for `l*xattr`. */
+  /** True when `procPath` must be followed (a descriptor path), false for `l*xattr`. */
   readonly follow: boolean;
   /** The descriptor itself when the target is one (root, work dir, orphan). */
   readonly fd?: number;
@@ -148,6 +146,11 @@ const PROCESS_IS_ROOT = typeof process.geteuid === 'function' && process.geteuid
 
 function procFd(fd: number): string {
   return `/proc/self/fd/${fd}`;
+}
+
+/** A path for the xattr calls (made only when needed: the hot paths never use it). */
+function procPath(t: Target): string {
+  return t.follow ? t.name : `${procFd(t.dirfd)}/${t.name}`;
 }
 
 /** Swallow the listed error codes of `f` (returns undefined for them). */
@@ -305,13 +308,18 @@ export class PassthroughLayer implements Layer {
   }
 
   private attrOf(st: HostStat, ino: number): Attr {
-    const a: Attr = {
-      ino, dev: st.dev, mode: st.mode, nlink: st.nlink,
-      uid: this.uidmap.toContainer(st.uid), gid: this.gidmap.toContainer(st.gid),
-      rdev: st.rdev, size: st.size, blocks: st.blocks, blksize: st.blksize,
-      atime: st.atime, mtime: st.mtime, ctime: st.ctime,
-    };
-    return st.birthtime ? { ...a, birthtime: st.birthtime } : a;
+    const uid = this.uidmap.toContainer(st.uid);
+    const gid = this.gidmap.toContainer(st.gid);
+    // One literal per shape (no copy to add the optional birth time).
+    return st.birthtime
+      ? {
+        ino, dev: st.dev, mode: st.mode, nlink: st.nlink, uid, gid, rdev: st.rdev, size: st.size, blocks: st.blocks,
+        blksize: st.blksize, atime: st.atime, mtime: st.mtime, ctime: st.ctime, birthtime: st.birthtime,
+      }
+      : {
+        ino, dev: st.dev, mode: st.mode, nlink: st.nlink, uid, gid, rdev: st.rdev, size: st.size, blocks: st.blocks,
+        blksize: st.blksize, atime: st.atime, mtime: st.mtime, ctime: st.ctime,
+      };
   }
 
   /** Take one lookup on the inode `st` reached through `path`, and build its Entry. */
@@ -336,8 +344,8 @@ export class PassthroughLayer implements Layer {
         }
       }
     }
-    const e: Entry = { ino: record.ino, generation, attr: this.attrOf(st, record.ino) };
-    return whiteout ? { ...e, whiteout: true } : e;
+    const attr = this.attrOf(st, record.ino);
+    return whiteout ? { ino: record.ino, generation, attr, whiteout: true } : { ino: record.ino, generation, attr };
   }
 
   private node(ino: number): PtNode {
@@ -489,12 +497,12 @@ export class PassthroughLayer implements Layer {
 
   private targetOf(node: PtNode): Target {
     const fd = node.fixedFd ?? node.orphanFd;
-    if (fd !== undefined) return { dirfd: AT_FDCWD, name: procFd(fd), at: 0, proc: procFd(fd), follow: true, fd };
+    if (fd !== undefined) return { dirfd: AT_FDCWD, name: procFd(fd), at: 0, follow: true, fd };
     const path = this.currentPath(node);
     if (path === undefined) throw err('ESTALE', 'no name reaches this inode any more');
     const { parent, name } = splitPath(path);
     const pfd = this.dirFd(parent);
-    return { dirfd: pfd, name, at: AT_SYMLINK_NOFOLLOW, proc: `${procFd(pfd)}/${name}`, follow: false, path };
+    return { dirfd: pfd, name, at: AT_SYMLINK_NOFOLLOW, follow: false, path };
   }
 
   /** Stat inode `ino` through its target, checking it is still the same inode. */
@@ -653,7 +661,7 @@ export class PassthroughLayer implements Layer {
     let t: Target;
     let st: HostStat;
     if (h) {
-      t = { dirfd: AT_FDCWD, name: procFd(h.fd), at: 0, proc: procFd(h.fd), follow: true, fd: h.fd };
+      t = { dirfd: AT_FDCWD, name: procFd(h.fd), at: 0, follow: true, fd: h.fd };
       st = this.statHandle(h);
     } else {
       ({ st, t } = this.statIno(ino));
@@ -1240,14 +1248,20 @@ export class PassthroughLayer implements Layer {
     const dfd = plus && (!fresh || listing.some((e) => e.st === undefined)) ? this.dir(ino).fd : -1;
     for (let i = offset; i < listing.length; i++) {
       const e = listing[i]!;
-      const base: DirEntry = { name: e.name, ino: e.ino, type: e.type, offset: i + 1 };
-      let entry: DirEntry = e.whiteout ? { ...base, whiteout: true } : base;
+      let entry: DirEntry;
       if (plus) {
         // Attributes from the listing just taken, or taken again for a later batch.
         const st = fresh && e.st ? e.st : this.statAt(dfd, e.stored);
         if (!st) continue;
         const cur = this.peekIno(st.dev, st.ino, st.inoKey);
-        entry = { ...entry, ino: cur, attr: this.attrOf(st, cur) };
+        const attr = this.attrOf(st, cur);
+        entry = e.whiteout
+          ? { name: e.name, ino: cur, type: e.type, offset: i + 1, whiteout: true, attr }
+          : { name: e.name, ino: cur, type: e.type, offset: i + 1, attr };
+      } else {
+        entry = e.whiteout
+          ? { name: e.name, ino: e.ino, type: e.type, offset: i + 1, whiteout: true }
+          : { name: e.name, ino: e.ino, type: e.type, offset: i + 1 };
       }
       out.push(entry);
     }
@@ -1301,20 +1315,20 @@ export class PassthroughLayer implements Layer {
     if (value.length > XATTR_SIZE_MAX) throw err('E2BIG');
     this.ro();
     this.xattrPermission(ctx, st, name, true);
-    libc.lsetxattr(t.proc, name, value, flags, t.follow);
+    libc.lsetxattr(procPath(t), name, value, flags, t.follow);
   }
 
   /** Value of an xattr; ENODATA if absent. */
   async getxattr(ctx: RequestContext, ino: number, name: string): Promise<Uint8Array> {
     const { st, t } = this.statIno(ino);
     this.xattrPermission(ctx, st, name, false);
-    return new Uint8Array(libc.lgetxattr(t.proc, name, t.follow));
+    return new Uint8Array(libc.lgetxattr(procPath(t), name, t.follow));
   }
 
   /** Names of the xattrs (`trusted.*` only for root callers). */
   async listxattr(ctx: RequestContext, ino: number): Promise<string[]> {
     const { t } = this.statIno(ino);
-    const names = libc.llistxattr(t.proc, t.follow);
+    const names = libc.llistxattr(procPath(t), t.follow);
     return this.checking(ctx) ? names.filter((n) => !n.startsWith('trusted.')) : names;
   }
 
@@ -1323,7 +1337,7 @@ export class PassthroughLayer implements Layer {
     const { st, t } = this.statIno(ino);
     this.ro();
     this.xattrPermission(ctx, st, name, true);
-    libc.lremovexattr(t.proc, name, t.follow);
+    libc.lremovexattr(procPath(t), name, t.follow);
   }
 
   /** access(2) for the caller: EACCES if denied, EROFS for W_OK on a read-only layer. */
@@ -1419,10 +1433,10 @@ export class PassthroughLayer implements Layer {
       if (this.whiteoutFormat === 'oci') {
         ignoring(['EEXIST'], () => closeSync(libc.openat(d.fd, OCI_OPAQUE_MARKER, O.WRONLY | O.CREAT | O.EXCL | O.NOFOLLOW, 0)));
       } else {
-        libc.lsetxattr(t.proc, this.options.userxattr ? OPAQUE_XATTR_USER : OPAQUE_XATTR, Buffer.from('y'), 0, t.follow);
+        libc.lsetxattr(procPath(t), this.options.userxattr ? OPAQUE_XATTR_USER : OPAQUE_XATTR, Buffer.from('y'), 0, t.follow);
       }
     } else {
-      for (const x of OPAQUE_XATTRS) ignoring(['ENODATA', 'EOPNOTSUPP', 'EPERM'], () => libc.lremovexattr(t.proc, x, t.follow));
+      for (const x of OPAQUE_XATTRS) ignoring(['ENODATA', 'EOPNOTSUPP', 'EPERM'], () => libc.lremovexattr(procPath(t), x, t.follow));
       ignoring(['ENOENT'], () => libc.unlinkat(d.fd, OCI_OPAQUE_MARKER, 0));
     }
   }
@@ -1434,7 +1448,7 @@ export class PassthroughLayer implements Layer {
     const d = this.dir(ino);
     const t = this.targetOf(d.node);
     for (const x of OPAQUE_XATTRS) {
-      const v = ignoring(['ENODATA', 'EOPNOTSUPP', 'EPERM'], () => libc.lgetxattr(t.proc, x, t.follow));
+      const v = ignoring(['ENODATA', 'EOPNOTSUPP', 'EPERM'], () => libc.lgetxattr(procPath(t), x, t.follow));
       if (v && v.length === 1 && v[0] === 0x79) return true;
     }
     return this.statAt(d.fd, OCI_OPAQUE_MARKER) !== undefined;
