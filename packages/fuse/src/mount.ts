@@ -11,7 +11,7 @@ import { execFileSync } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { resolve as resolvePath } from 'node:path';
 import {
-  FsError, OpenFlags, UTIME_NOW, UTIME_OMIT, toFsError, type Attr, type DirEntry, type Filesystem,
+  FsError, OpenFlags, S_IFDIR, S_IFMT, UTIME_NOW, modeOfType, UTIME_OMIT, toFsError, type Attr, type DirEntry, type Filesystem,
   type RequestContext, type SetattrRequest, type Timespec,
 } from '@layerfs/core';
 import { createNativeMount, NATIVE_UTIME_SPECIAL_MS, type NativeMount, type NativeOps, type NativeStat } from './native.js';
@@ -19,6 +19,7 @@ import { libfuseOptionString, resolveMountOptions, type MountOptions, type Resol
 import { PathMap, type PathEntry } from './path-map.js';
 import { findMount } from './mounts.js';
 import { RequestContextReader } from './request-context.js';
+import { HardLinkNames, KernelCache } from './kernel-cache.js';
 
 /** Counters a mount keeps about the requests it served. */
 export interface MountStats {
@@ -34,7 +35,11 @@ export interface MountStats {
   readonly openHandles: number;
   /** Requests served with the caller's credentials. */
   readonly callerContexts: number;
-  /** Requests served with the mounter's credentials (caller unknown, or `context: 'mounter'`). */
+  /** The kernel caches attributes (`attrTimeout` > 0 and invalidation works). */
+  readonly attrCaching: boolean;
+  /** Attribute invalidations sent to the kernel for other names of hard links. */
+  readonly invalidations: number;
+  /** Requests that needed the caller's credentials but were served with the mounter's (caller unknown, or `context: 'mounter'`). */
   readonly mounterContexts: number;
 }
 
@@ -82,6 +87,20 @@ function trace(msg: string): void {
   if (TRACE) process.stderr.write(`layerfs-fuse: ${msg}\n`);
 }
 let guardsInstalled = false;
+
+/**
+ * Operations whose outcome does not depend on the caller's credentials (they neither create
+ * objects nor change ownership, and permissions were checked at open): they are served with
+ * the mounter's context, without reading the caller's (a cross-thread read and promises per
+ * request).
+ */
+const CREDENTIAL_FREE = new Set([
+  'getattr', 'fgetattr', 'read', 'write', 'flush', 'fsync', 'fsyncdir', 'release', 'releasedir',
+  'readlink', 'statfs', 'listxattr', 'readdir',
+]);
+
+/** Also credential-free with `default_permissions` (the kernel checked them; the filesystem only checks permissions there otherwise). */
+const CREDENTIAL_FREE_CHECKED = new Set(['getxattr', 'open', 'opendir']);
 
 function onSignal(sig: NodeJS.Signals): void {
   const all = [...live];
@@ -133,6 +152,21 @@ function nativeStat(a: Attr): NativeStat {
   };
 }
 
+/** A stat carrying only what libfuse 2 passes on for a directory entry: the ino and the type. */
+function typeStat(ino: number, mode: number): NativeStat {
+  return { mode, uid: 0, gid: 0, size: 0, dev: 0, nlink: 1, ino, rdev: 0, blksize: 0, blocks: 0, atime: 0, mtime: 0, ctime: 0 };
+}
+
+function sameTime(a: Timespec, b: Timespec): boolean {
+  return a.sec === b.sec && a.nsec === b.nsec;
+}
+
+/** The attributes `ls -l` and `stat` show are equal. */
+function sameAttr(a: Attr, b: Attr): boolean {
+  return a.mode === b.mode && a.nlink === b.nlink && a.uid === b.uid && a.gid === b.gid && a.size === b.size
+    && sameTime(a.mtime, b.mtime) && sameTime(a.ctime, b.ctime);
+}
+
 function timespecOfMs(v: number): Timespec {
   const sec = Math.floor(v / 1000);
   return { sec, nsec: (v - sec * 1000) * 1e6 };
@@ -162,6 +196,12 @@ class MountHandleImpl implements MountHandle {
   private readonly ctx: () => RequestContext;
   private readonly base: RequestContext;
   private reader: RequestContextReader | undefined;
+  /** libfuse's node table and the kernel's attribute cache (undefined: attributes are not cached). */
+  private kcache: KernelCache | undefined;
+  /** Names under which the kernel got attributes of multiply linked non-directories. */
+  private readonly links = new HardLinkNames(65536);
+  /** Attributes of directories as last handed to the kernel (path → attr), bounded. */
+  private readonly dirAttrs = new Map<string, Attr>();
   /** Requests served with the caller's credentials / with the mounter's (counters for tests). */
   private ctxHits = 0;
   private ctxMisses = 0;
@@ -183,6 +223,7 @@ class MountHandleImpl implements MountHandle {
       inFlight: this.inFlight, maxInFlight: this.maxInFlight, ops: { ...this.opCounts },
       cachedPaths: this.map.size, openHandles: this.handles.size,
       callerContexts: this.ctxHits, mounterContexts: this.ctxMisses,
+      attrCaching: this.kcache !== undefined, invalidations: this.kcache?.sent ?? 0,
     };
   }
 
@@ -202,6 +243,11 @@ class MountHandleImpl implements MountHandle {
     }
     const thread = this.native.threadBuffer();
     if (wantCallers && thread) this.reader = RequestContextReader.create(thread);
+    if (this.o.attrTimeout > 0) {
+      this.kcache = KernelCache.attach(thread, this.o.entryTimeout, 0);
+      if (this.kcache) this.kcache.setAttrTimeout(this.o.attrTimeout);
+      else trace(`${this.mountpoint}: libfuse layout not recognised, attributes are not cached`);
+    }
     const m = await findMount(this.mountpoint);
     this.mountId = m?.id;
     // Gone already (unmounted from outside between INIT and now): clean up like an unmount.
@@ -264,14 +310,15 @@ class MountHandleImpl implements MountHandle {
     this.inFlight++;
     if (this.inFlight > this.maxInFlight) this.maxInFlight = this.inFlight;
     this.opCounts[op] = (this.opCounts[op] ?? 0) + 1;
-    const locals = this.reader ? this.native.currentLocals() : undefined;
+    const free = CREDENTIAL_FREE.has(op) || (this.o.defaultPermissions && CREDENTIAL_FREE_CHECKED.has(op));
+    const locals = this.reader && !free ? this.native.currentLocals() : undefined;
     const start = locals && this.reader
       ? this.reader.read(locals).catch(() => undefined).then((rc) => {
         if (rc) { this.ctxHits++; return work(rc.umask === 0 ? rc : { ...rc, umask: 0 }); }
         this.ctxMisses++;
         return work(this.ctx());
       })
-      : (this.ctxMisses++, work(this.ctx()));
+      : (free || this.ctxMisses++, work(this.ctx()));
     start.then(
       (v) => {
         this.finish();
@@ -304,6 +351,80 @@ class MountHandleImpl implements MountHandle {
     return fe.errno;
   }
 
+  /** The kernel got `a` for `path`: remember the name when the object has other links. */
+  private noteAttr(path: string, a: Attr): Attr {
+    if (!this.kcache) return a;
+    if ((a.mode & S_IFMT) === S_IFDIR) {
+      if (this.dirAttrs.size >= 65536) this.dirAttrs.clear();
+      this.dirAttrs.set(path, a);
+    } else if (a.nlink > 1) {
+      this.links.add(a.ino, path);
+      if (this.links.overflowed) this.stopAttrCaching();
+    }
+    return a;
+  }
+
+  /** Too many hard-link names to track: stop caching attributes (safe from now on). */
+  private stopAttrCaching(): void {
+    const k = this.kcache;
+    if (!k) return;
+    trace(`${this.mountpoint}: too many hard-link names, attributes are no longer cached`);
+    k.setAttrTimeout(0);
+    this.kcache = undefined;
+    // Whatever the kernel cached for tracked names expires only by invalidation.
+    k.invalidate(this.allLinkNames());
+  }
+
+  private allLinkNames(): string[] {
+    const out: string[] = [];
+    for (const ino of this.links.inos()) out.push(...this.links.namesOf(ino));
+    return out;
+  }
+
+  /** Object `ino` changed (through `except`, which the kernel refreshes itself): drop the kernel's attributes of its other names. */
+  private changed(ino: number | undefined, except?: string): void {
+    if (!this.kcache || ino === undefined) return;
+    const names = this.links.namesOf(ino);
+    if (names.length === 0 || (names.length === 1 && names[0] === except)) return;
+    this.kcache.invalidate(names.filter((n) => n !== except));
+  }
+
+  /**
+   * After a change at `paths`: a change can copy objects up, which adds entries to the upper
+   * directories of their ancestors and so changes those directories' times, though the kernel
+   * saw no change in them. Compare each ancestor's attributes with what the kernel was given
+   * and drop the kernel's copy where they differ (or where we do not know what it holds).
+   * `skipParents`: the kernel itself drops the parents' attributes (namespace operations).
+   */
+  private async ancestorsChanged(c: RequestContext, paths: readonly string[], skipParents: boolean): Promise<void> {
+    if (!this.kcache) return;
+    const stale: string[] = [];
+    const seen = new Set<string>();
+    for (const path of paths) {
+      let p = path;
+      let first = true;
+      while (p !== '/' && p !== '') {
+        p = splitPath(p).parent;
+        if (seen.has(p)) break;
+        seen.add(p);
+        if (first && skipParents) { first = false; this.dirAttrs.delete(p); continue; }
+        first = false;
+        const known = this.dirAttrs.get(p);
+        const e = this.map.peek(p);
+        const now = e ? await this.fs.getattr(c, e.ino).catch(() => undefined) : undefined;
+        if (known && now && sameAttr(known, now)) continue;
+        this.dirAttrs.delete(p);
+        stale.push(p);
+      }
+    }
+    if (stale.length > 0 && this.kcache) this.kcache.invalidate(stale);
+  }
+
+  /** The ino `path` names, from the path map or the hard-link names (no lookup). */
+  private knownIno(path: string): number | undefined {
+    return this.map.peek(path)?.ino ?? this.links.inoOf(path);
+  }
+
   /** Resolve `path`, run `fn` on its inode, unpin. */
   private async withIno<T>(path: string, fn: (ino: number, entry: PathEntry) => Promise<T>): Promise<T> {
     const entry = await this.map.resolve(path);
@@ -328,41 +449,35 @@ class MountHandleImpl implements MountHandle {
     return id;
   }
 
+  /**
+   * The whole listing of `path` for libfuse's filler. libfuse 2 only passes `st_ino` and the
+   * type bits of each entry to the kernel (FUSE 2 has no readdirplus), so the listing is
+   * read without attributes (`plus` false) and each entry gets a stat with just those.
+   */
   private async listAll(c: RequestContext, path: string): Promise<{ names: string[]; stats: NativeStat[] }> {
     return this.withIno(path, async (ino) => {
-      const ctx = c;
-      const dir = await this.fs.opendir(ctx, ino);
-      const names: string[] = [];
-      const stats: NativeStat[] = [];
+      const dir = await this.fs.opendir(c, ino);
+      const names: string[] = ['.', '..'];
+      const stats: NativeStat[] = [typeStat(ino, S_IFDIR)];
       try {
-        const self = await this.fs.getattr(ctx, ino);
-        names.push('.');
-        stats.push(nativeStat(self));
-        let parentAttr = self;
+        let parentIno = ino;
         if (path !== '/') {
           const pe = await this.map.resolve(splitPath(path).parent).catch(() => undefined);
-          if (pe) {
-            parentAttr = await this.fs.getattr(ctx, pe.ino).catch(() => self);
-            this.map.unpin(pe);
-          }
+          if (pe) { parentIno = pe.ino; this.map.unpin(pe); }
         }
-        names.push('..');
-        stats.push(nativeStat(parentAttr));
+        stats.push(typeStat(parentIno, S_IFDIR));
         let offset = 0;
         for (;;) {
-          const batch: DirEntry[] = await this.fs.readdir(ctx, ino, dir.fh, offset, true);
+          const batch: DirEntry[] = await this.fs.readdir(c, ino, dir.fh, offset, false);
           if (batch.length === 0) break;
           for (const d of batch) {
             names.push(d.name);
-            const attr = d.attr ?? await this.fs.getattr(ctx, d.ino).catch(() => undefined);
-            stats.push(attr ? nativeStat(attr) : {
-              mode: 0, uid: 0, gid: 0, size: 0, dev: 0, nlink: 1, ino: d.ino, rdev: 0, blksize: 0, blocks: 0, atime: 0, mtime: 0, ctime: 0,
-            });
+            stats.push(typeStat(d.ino, modeOfType(d.type)));
           }
           offset = batch[batch.length - 1]!.offset;
         }
       } finally {
-        await this.fs.releasedir(ctx, ino, dir.fh).catch(() => undefined);
+        await this.fs.releasedir(c, ino, dir.fh).catch(() => undefined);
       }
       return { names, stats };
     });
@@ -372,9 +487,15 @@ class MountHandleImpl implements MountHandle {
     if (fd !== undefined && this.handles.has(fd)) {
       const h = this.handle(fd);
       await this.fs.setattr(c, h.entry.ino, changes, h.fh);
+      this.changed(h.entry.ino, path);
+      await this.ancestorsChanged(c, [path], false);
       return;
     }
-    await this.withIno(path, (ino) => this.fs.setattr(c, ino, changes));
+    await this.withIno(path, async (ino) => {
+      await this.fs.setattr(c, ino, changes);
+      this.changed(ino, path);
+    });
+    await this.ancestorsChanged(c, [path], false);
   }
 
   private async createLike(path: string, make: (parentIno: number, name: string) => Promise<{ ino: number }>): Promise<PathEntry> {
@@ -404,12 +525,12 @@ class MountHandleImpl implements MountHandle {
           cb(0, { bsize: s!.bsize, frsize: s!.frsize, blocks: s!.blocks, bfree: s!.bfree, bavail: s!.bavail, files: s!.files, ffree: s!.ffree, favail: s!.ffree, fsid: 0, flag: 0, namemax: s!.namemax });
         }),
       getattr: (path: string, cb: (c: number, v?: NativeStat) => void) =>
-        run('getattr', path, (c) => this.withIno(path, (ino) => fs.getattr(c, ino)), (c, a) => (c ? cb(c) : cb(0, nativeStat(a!)))),
+        run('getattr', path, (c) => this.withIno(path, async (ino) => this.noteAttr(path, await fs.getattr(c, ino))), (c, a) => (c ? cb(c) : cb(0, nativeStat(a!)))),
       fgetattr: (path: string, fd: number, cb: (c: number, v?: NativeStat) => void) =>
         run('fgetattr', path, async (c) => {
           const h = this.handles.get(fd);
-          if (h) return fs.getattr(c, h.entry.ino, h.dir ? undefined : h.fh);
-          return this.withIno(path, (ino) => fs.getattr(c, ino));
+          if (h) return this.noteAttr(path, await fs.getattr(c, h.entry.ino, h.dir ? undefined : h.fh));
+          return this.withIno(path, async (ino) => this.noteAttr(path, await fs.getattr(c, ino)));
         }, (c, a) => (c ? cb(c) : cb(0, nativeStat(a!)))),
       flush: (path: string, fd: number, cb: (c: number) => void) =>
         run('flush', path, async (c) => { const h = this.handle(fd); await fs.flush(c, h.entry.ino, h.fh); }, cbErr(cb)),
@@ -452,20 +573,27 @@ class MountHandleImpl implements MountHandle {
         run('mknod', path, async (c) => {
           const e = await this.createLike(path, (p, n) => fs.mknod(c, p, n, mode, dev));
           this.map.unpin(e);
+          await this.ancestorsChanged(c, [path], true);
         }, cbErr(cb)),
       setxattr: (path: string, name: string, value: Buffer, _position: number, flags: number, cb: (c: number) => void) => {
         const copy = Uint8Array.from(value);
-        run('setxattr', path, (c) => this.withIno(path, (ino) => fs.setxattr(c, ino, name, copy, flags)), cbErr(cb));
+        run('setxattr', path, (c) => this.withIno(path, async (ino) => { await fs.setxattr(c, ino, name, copy, flags); this.changed(ino, path); await this.ancestorsChanged(c, [path], false); }), cbErr(cb));
       },
       getxattr: (path: string, name: string, _position: number, cb: (c: number, v?: Buffer) => void) =>
         run('getxattr', path, (c) => this.withIno(path, (ino) => fs.getxattr(c, ino, name)), (c, v) => (c ? cb(c) : cb(0, Buffer.from(v!)))),
       listxattr: (path: string, cb: (c: number, v?: string[]) => void) =>
         run('listxattr', path, (c) => this.withIno(path, (ino) => fs.listxattr(c, ino)), (c, v) => (c ? cb(c) : cb(0, v))),
       removexattr: (path: string, name: string, cb: (c: number) => void) =>
-        run('removexattr', path, (c) => this.withIno(path, (ino) => fs.removexattr(c, ino, name)), cbErr(cb)),
+        run('removexattr', path, (c) => this.withIno(path, async (ino) => { await fs.removexattr(c, ino, name); this.changed(ino, path); await this.ancestorsChanged(c, [path], false); }), cbErr(cb)),
       open: (path: string, flags: number, cb: (c: number, fd?: number) => void) =>
         run('open', path, (c) => this.withIno(path, async (ino, entry) => {
           const r = await fs.open(c, ino, flags & ~OpenFlags.O_CREAT & ~OpenFlags.O_EXCL & ~OpenFlags.O_TRUNC);
+          // Opening for writing copies up (new ctime and blocks; new entries in upper directories).
+          if ((flags & 3) !== OpenFlags.O_RDONLY || (flags & OpenFlags.O_TRUNC)) {
+            this.kcache?.invalidate([path]);
+            this.changed(ino, path);
+            await this.ancestorsChanged(c, [path], false);
+          }
           return this.addHandle(entry, r.fh, false);
         }), (c, fd) => (c ? cb(c) : cb(0, fd))),
       opendir: (path: string, _flags: number, cb: (c: number, fd?: number) => void) =>
@@ -485,7 +613,9 @@ class MountHandleImpl implements MountHandle {
         const data = Uint8Array.prototype.slice.call(buf, 0, len);
         run('write', path, async (c) => {
           const h = this.handle(fd);
-          return fs.write(c, h.entry.ino, h.fh, data, pos);
+          const n = await fs.write(c, h.entry.ino, h.fh, data, pos);
+          this.changed(h.entry.ino, path);
+          return n;
         }, (c, n) => cb(c || n!));
       },
       release: (path: string, fd: number, cb: (c: number) => void) =>
@@ -512,6 +642,7 @@ class MountHandleImpl implements MountHandle {
             const entry = this.map.adopt(path, r.entry.ino);
             const id = this.addHandle(entry, r.fh, false);
             this.map.unpin(entry);
+            await this.ancestorsChanged(c, [path], true);
             return id;
           } finally {
             this.map.unpin(pe);
@@ -520,19 +651,27 @@ class MountHandleImpl implements MountHandle {
       unlink: (path: string, cb: (c: number) => void) =>
         run('unlink', path, async (c) => {
           const { parent, name } = splitPath(path);
+          const ino = this.knownIno(path);
           await this.withIno(parent, (p) => fs.unlink(c, p, name));
           this.map.drop(path);
+          this.links.drop(path);
+          this.changed(ino);
+          await this.ancestorsChanged(c, [path], true);
         }, cbErr(cb)),
       rmdir: (path: string, cb: (c: number) => void) =>
         run('rmdir', path, async (c) => {
           const { parent, name } = splitPath(path);
           await this.withIno(parent, (p) => fs.rmdir(c, p, name));
           this.map.drop(path);
+          this.links.drop(path);
+          await this.ancestorsChanged(c, [path], true);
         }, cbErr(cb)),
       rename: (src: string, dest: string, cb: (c: number) => void) =>
         run('rename', src, async (c) => {
           const a = splitPath(src);
           const b = splitPath(dest);
+          const moved = this.knownIno(src);
+          const replaced = this.knownIno(dest);
           const pa = await this.map.resolve(a.parent);
           try {
             const pb = await this.map.resolve(b.parent);
@@ -546,21 +685,34 @@ class MountHandleImpl implements MountHandle {
             this.map.unpin(pa);
           }
           this.map.move(src, dest);
+          this.links.move(src, dest);
+          this.changed(moved, dest);
+          if (replaced !== moved) this.changed(replaced);
+          await this.ancestorsChanged(c, [src, dest], true);
         }, cbErr(cb)),
       link: (src: string, dest: string, cb: (c: number) => void) =>
         run('link', dest, async (c) => {
           const e = await this.withIno(src, (ino) => this.createLike(dest, (p, n) => fs.link(c, ino, p, n)));
           this.map.unpin(e);
+          if (this.kcache) {
+            this.links.add(e.ino, src);
+            if (this.links.overflowed) this.stopAttrCaching();
+            this.changed(e.ino, dest);
+          }
+          await this.ancestorsChanged(c, [dest], true);
+          await this.ancestorsChanged(c, [src], false);
         }, cbErr(cb)),
       symlink: (target: string, path: string, cb: (c: number) => void) =>
         run('symlink', path, async (c) => {
           const e = await this.createLike(path, (p, n) => fs.symlink(c, p, n, target));
           this.map.unpin(e);
+          await this.ancestorsChanged(c, [path], true);
         }, cbErr(cb)),
       mkdir: (path: string, mode: number, cb: (c: number) => void) =>
         run('mkdir', path, async (c) => {
           const e = await this.createLike(path, (p, n) => fs.mkdir(c, p, n, mode));
           this.map.unpin(e);
+          await this.ancestorsChanged(c, [path], true);
         }, cbErr(cb)),
     };
   }

@@ -20,14 +20,17 @@ export interface MountOptions {
   /** The subtype shown as `fuse.<subtype>` in /proc/mounts. Default: `'layerfs'`. */
   subtype?: string;
   /**
-   * Seconds the kernel caches name → inode lookups (`entry_timeout`). Default: 1. Every
-   * namespace change goes through the mount, which the kernel tracks itself.
+   * Seconds the kernel caches name → inode lookups (`entry_timeout`). Default: 86400. Every
+   * namespace change goes through the mount, and the kernel drops or moves the names it
+   * changes itself.
    */
   entryTimeout?: number;
   /**
-   * Seconds the kernel caches attributes (`attr_timeout`). Default: 0, because libfuse 2's
-   * path API gives every name of a hard link its own kernel inode: with caching, a change
-   * through one name would show late through the others.
+   * Seconds the kernel caches attributes (`attr_timeout`). Default: 86400. libfuse 2's path
+   * API gives every name of a hard link its own kernel inode, so a change through one name
+   * would show late through the others: the mount starts with 0, and raises it to this value
+   * only once it can invalidate the other names (`kernel-cache.ts`: libfuse's node table and
+   * `FUSE_NOTIFY_INVAL_INODE`); where it cannot, it stays 0.
    */
   attrTimeout?: number;
   /** Seconds a failed lookup is cached (`negative_timeout`). Default: 0. */
@@ -58,7 +61,8 @@ export interface MountOptions {
   extra?: readonly string[];
   /**
    * Entries the path → inode map keeps (each holds one lookup on the filesystem); the least
-   * recently used are forgotten beyond it. Default: 16384.
+   * recently used are forgotten beyond it. Default: 131072 (a path costs a few hundred bytes
+   * here and holds one inode of the filesystem).
    */
   maxCachedPaths?: number;
   /** Called with each error that is not an `FsError` (mapped to EIO). Default: write to stderr. */
@@ -79,8 +83,8 @@ export function resolveMountOptions(o: MountOptions = {}): ResolvedMountOptions 
     noatime: o.noatime ?? false,
     fsname: o.fsname ?? 'layerfs',
     subtype: o.subtype ?? 'layerfs',
-    entryTimeout: o.entryTimeout ?? 1,
-    attrTimeout: o.attrTimeout ?? 0,
+    entryTimeout: o.entryTimeout ?? 86400,
+    attrTimeout: o.attrTimeout ?? 86400,
     negativeTimeout: o.negativeTimeout ?? 0,
     kernelCache: o.kernelCache ?? false,
     maxWrite: o.maxWrite ?? 131072,
@@ -90,7 +94,7 @@ export function resolveMountOptions(o: MountOptions = {}): ResolvedMountOptions 
     hardRemove: o.hardRemove ?? false,
     debug: o.debug ?? false,
     extra: o.extra ?? [],
-    maxCachedPaths: o.maxCachedPaths ?? 16384,
+    maxCachedPaths: o.maxCachedPaths ?? 131072,
     handleSignals: o.handleSignals ?? true,
   };
   if (o.onInternalError) r.onInternalError = o.onInternalError;
@@ -113,7 +117,8 @@ export function libfuseOptionString(o: ResolvedMountOptions): string {
   opts.push(`fsname=${escapeOpt(o.fsname)}`);
   if (o.subtype) opts.push(`subtype=${escapeOpt(o.subtype)}`);
   if (o.useIno) opts.push('use_ino', 'readdir_ino');
-  opts.push(`entry_timeout=${o.entryTimeout}`, `attr_timeout=${o.attrTimeout}`, `negative_timeout=${o.negativeTimeout}`);
+  // The attribute timeout is raised after mounting, once invalidation works (see attrTimeout).
+  opts.push(`entry_timeout=${o.entryTimeout}`, 'attr_timeout=0', `negative_timeout=${o.negativeTimeout}`);
   if (o.kernelCache) opts.push('kernel_cache');
   opts.push('big_writes', `max_write=${o.maxWrite}`, `max_read=${o.maxRead}`, `max_readahead=${o.maxReadahead}`);
   if (o.hardRemove) opts.push('hard_remove');

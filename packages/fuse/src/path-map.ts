@@ -59,6 +59,11 @@ export class PathMap {
     void p.finally(() => this.pendingForgets.delete(p));
   }
 
+  /** The cached entry of `path`, if any (no pin, no lookup, LRU order unchanged). */
+  peek(path: string): PathEntry | undefined {
+    return path === '/' || path === '' ? this.rootEntry : this.cache.peek(path);
+  }
+
   /** Give back a pin taken by `resolve`/`insert`. */
   unpin(entry: PathEntry): void {
     entry.pins--;

@@ -121,6 +121,9 @@ describe.skipIf(mountSkip)('mount() of a MemoryLayer (needs root and /dev/fuse)'
     await fsp.unlink(b);
     expect((await fsp.stat(a)).nlink).toBe(1);
     await fsp.unlink(a);
+    // The kernel cached the attributes (long attr_timeout); only invalidation kept them in step.
+    expect(h!.stats()).toMatchObject({ attrCaching: true });
+    expect(h!.stats().invalidations).toBeGreaterThan(0);
   });
 
   it('answers unknown ioctls with ENOTTY', async () => {

@@ -45,7 +45,7 @@ options (-o, comma separated):
   uidmapping=H:C:N[:H:C:N…]  gidmapping=…  id mappings (fuse-overlayfs syntax)
   userxattr                                user.overlay.* xattrs instead of trusted.overlay.*
   ro | rw   noatime   allow_other   default_permissions (always on)   fsname=NAME  subtype=NAME
-  entry_timeout=S (1)  attr_timeout=S (0)  negative_timeout=S (0)  kernel_cache  max_write=BYTES
+  entry_timeout=S (86400)  attr_timeout=S (86400)  negative_timeout=S (0)  kernel_cache  max_write=BYTES
   max_read=BYTES   debug   nosuid nodev noexec suid dev exec sync async dirsync atime`;
 
 async function version(): Promise<string> {
