@@ -48,10 +48,11 @@ export class Stats extends FileKind {
   /** Modification time, ms since the epoch. */ mtimeMs: number;
   /** Status change time, ms since the epoch. */ ctimeMs: number;
   /** Birth time, ms since the epoch (0 when unknown). */ birthtimeMs: number;
-  /** Access time. */ atime: Date;
-  /** Modification time. */ mtime: Date;
-  /** Status change time. */ ctime: Date;
-  /** Birth time (the epoch when unknown). */ birthtime: Date;
+  // The Dates are made on first use, as Node's Stats makes them (most callers never read them).
+  #atime: Date | undefined;
+  #mtime: Date | undefined;
+  #ctime: Date | undefined;
+  #birthtime: Date | undefined;
 
   /** Stats of an inode's attributes. */
   constructor(attr: Attr) {
@@ -61,9 +62,20 @@ export class Stats extends FileKind {
     this.blksize = attr.blksize; this.ino = attr.ino; this.size = attr.size; this.blocks = attr.blocks;
     this.atimeMs = ms(attr.atime); this.mtimeMs = ms(attr.mtime); this.ctimeMs = ms(attr.ctime);
     this.birthtimeMs = ms(attr.birthtime ?? EPOCH);
-    this.atime = new Date(Math.round(this.atimeMs)); this.mtime = new Date(Math.round(this.mtimeMs));
-    this.ctime = new Date(Math.round(this.ctimeMs)); this.birthtime = new Date(Math.round(this.birthtimeMs));
   }
+
+  /** Access time. */
+  get atime(): Date { return this.#atime ??= new Date(Math.round(this.atimeMs)); }
+  set atime(v: Date) { this.#atime = v; }
+  /** Modification time. */
+  get mtime(): Date { return this.#mtime ??= new Date(Math.round(this.mtimeMs)); }
+  set mtime(v: Date) { this.#mtime = v; }
+  /** Status change time. */
+  get ctime(): Date { return this.#ctime ??= new Date(Math.round(this.ctimeMs)); }
+  set ctime(v: Date) { this.#ctime = v; }
+  /** Birth time (the epoch when unknown). */
+  get birthtime(): Date { return this.#birthtime ??= new Date(Math.round(this.birthtimeMs)); }
+  set birthtime(v: Date) { this.#birthtime = v; }
 
   /** The type from the mode bits. */
   protected fileType(): FileType { return typeOfMode(this.mode); }

@@ -72,6 +72,13 @@ export function originKey(layer: number, ino: number): string {
 
 /** Parse an origin key back (undefined for other keys). */
 export function parseOriginKey(key: string): { layer: number; ino: number } | undefined {
-  const m = /^(\d+):(\d+)$/.exec(key);
-  return m ? { layer: Number(m[1]), ino: Number(m[2]) } : undefined;
+  const i = key.indexOf(':');
+  if (i <= 0) return undefined;
+  const a = key.slice(0, i);
+  const b = key.slice(i + 1);
+  const layer = Number(a);
+  const ino = Number(b);
+  // Canonical decimal integers only (what originKey writes).
+  if (!Number.isSafeInteger(layer) || !Number.isSafeInteger(ino) || layer < 0 || ino < 0) return undefined;
+  return String(layer) === a && String(ino) === b ? { layer, ino } : undefined;
 }

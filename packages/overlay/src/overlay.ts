@@ -24,7 +24,6 @@ import {
   type Filesystem, type Layer, type OpenResult, type RequestContext, type SetattrRequest,
   type StatFs,
 } from '@layerfs/core';
-import { LRUCache } from 'lru-cache';
 import { Mutex } from './mutex.js';
 import {
   FALLBACK_INO_BASE, decodeOrigin, encodeOrigin, originKey, packIno, parseOriginKey, type Origin,
@@ -51,6 +50,13 @@ export interface OverlayOptions {
   cleanWorkdir?: boolean;
   /** Call `destroy()` on every layer when the overlay is destroyed. Default: false. */
   destroyLayers?: boolean;
+  /**
+   * How many inodes whose every lookup was forgotten stay cached (with the layer lookups
+   * they hold), as the kernel's dentry cache keeps unused dentries: the next lookup of the
+   * name needs no layer call. Directories and other objects are counted apart (each up to
+   * this many). `dropCaches()` releases them. Default: 8192; 0 disables.
+   */
+  inodeCache?: number;
 }
 
 /** What `OverlayFs.create` takes. */
@@ -97,10 +103,18 @@ class OvlNode {
   /** The primary name was removed (unlink, rmdir, rename over it). */
   removed = false;
   attr: Attr | undefined;
+  /** What `present` made of `attr` (the overlay's view), reused while `attr` is unchanged. */
+  shown: Attr | undefined;
+  shownFrom: Attr | undefined;
   attrVersion = 0;
   /** Directory: the upper is marked "impure" (may hold objects with an origin). */
   impure: boolean | undefined;
   copying: Promise<void> | undefined;
+  /**
+   * Directory in the lowers only: its listing (without attributes), which cannot change
+   * while it has no upper (lowers never change, and a change below copies it up first).
+   */
+  listing: DirListEntry[] | undefined;
 
   constructor(
     readonly ino: number,
@@ -145,7 +159,25 @@ interface Listed {
   firstLower?: { idx: number; dino: number };
 }
 
+/**
+ * A Map bounded to `max` entries: adding to a full one evicts the oldest entry. Cheaper per
+ * call than a true LRU; enough for caches of facts that stay true (or are invalidated
+ * explicitly) where an evicted entry only costs one layer call again.
+ */
+class BoundedMap<K, V> extends Map<K, V> {
+  constructor(private readonly max: number) {
+    super();
+  }
+
+  override set(key: K, value: V): this {
+    if (this.size >= this.max && !this.has(key)) this.delete(this.keys().next().value as K);
+    return super.set(key, value);
+  }
+}
+
 const O_ACCMODE = OpenFlags.O_ACCMODE;
+/** The most directory entries the listings of lower-only directories keep in all. */
+const LISTING_MAX = 262144;
 const CHUNK = 1 << 20;
 const HOLE_BLOCK = 1 << 16;
 const SOFT_COPY_ERRORS = new Set(['EXDEV', 'ENOSYS', 'EOPNOTSUPP', 'ENOTSUP', 'EINVAL']);
@@ -189,14 +221,23 @@ export class OverlayFs implements Filesystem {
   private readonly fallbackInos = new Map<string, number>();
   private nextFallback = FALLBACK_INO_BASE;
   /** Upper `attr.ino` → identity key, for objects whose key needs the origin xattr. */
-  private readonly upperKeys = new LRUCache<number, string>({ max: 262144 });
+  private readonly upperKeys = new BoundedMap<number, string>(262144);
   private destroyed = false;
   /** Opaque state of layer directories (`idx:attrIno`); lowers never change, the upper only through us. */
-  private readonly opaqueCache = new LRUCache<string, boolean>({ max: 65536 });
+  private readonly opaqueCache = new BoundedMap<string, boolean>(65536);
   /** Names known absent from a lower directory (`idx:dirAttrIno/name`): lowers never change. */
-  private readonly lowerMisses = new LRUCache<string, true>({ max: 65536 });
+  private readonly lowerMisses = new BoundedMap<string, true>(65536);
   /** Names known absent from an upper directory, valid while `nsGen` is the recorded value. */
-  private readonly upperMisses = new LRUCache<string, number>({ max: 65536 });
+  private readonly upperMisses = new BoundedMap<string, number>(65536);
+  /**
+   * Unreferenced inodes kept (least recently used first), each holding one table lookup of
+   * its own; directories and others apart so a scan of many files keeps the directories.
+   */
+  private readonly cachedDirs = new Map<OvlNode, true>();
+  private readonly cachedOthers = new Map<OvlNode, true>();
+  private readonly cacheMax: number;
+  /** Entries held by the listings of lower-only directories (bounded by `LISTING_MAX`). */
+  private listedEntries = 0;
 
   private constructor(config: OverlayConfig) {
     if (config.lowers.length === 0) throw new FsError('EINVAL', { detail: 'an overlay needs at least one lower layer' });
@@ -209,6 +250,7 @@ export class OverlayFs implements Filesystem {
     this.m = o.mounter ?? processContext(0);
     this.checkPerms = o.checkPermissions ?? true;
     this.destroyLayers = o.destroyLayers ?? false;
+    this.cacheMax = Math.max(0, o.inodeCache ?? 8192);
     const reals = this.layers.map((layer, idx): RealRef => ({ layer, idx, ino: layer.rootIno, attrIno: 0, pinned: true }));
     const upperRoot = config.upper ? reals[0] : undefined;
     const lowerRoots = config.upper ? reals.slice(1) : reals;
@@ -240,9 +282,60 @@ export class OverlayFs implements Filesystem {
     });
   }
 
-  /** Inodes in the overlay's table, the root included (1 once every lookup is forgotten). */
+  /**
+   * Inodes in the overlay's table that a caller holds a lookup on, the root included (1 once
+   * every lookup is forgotten); inodes kept only by the inode cache are not counted.
+   */
   liveInodes(): number {
-    return this.table.size;
+    // A cached inode holds one lookup of its own and one on its parent: an inode is live
+    // when a lookup beyond those is held on it or on one of its descendants.
+    const pins = new Map<OvlNode, number>();
+    for (const r of this.table.records()) {
+      const p = r.value.parent;
+      if (p) pins.set(p, (pins.get(p) ?? 0) + 1);
+    }
+    const live = new Set<OvlNode>();
+    for (const r of this.table.records()) {
+      const n = r.value;
+      const own = r.lookups - (pins.get(n) ?? 0) - (this.cacheOf(n).has(n) ? 1 : 0);
+      if (own <= 0 && r.ino !== ROOT_INO) continue;
+      for (let x: OvlNode | undefined = n; x && !live.has(x); x = x.parent) live.add(x);
+    }
+    return live.size;
+  }
+
+  /** Inodes kept by the inode cache (no caller holds a lookup on them). */
+  cachedInodes(): number {
+    return this.cachedDirs.size + this.cachedOthers.size;
+  }
+
+  /**
+   * Release every cached unreferenced inode and the layer lookups it holds (as the kernel's
+   * `drop_caches`): afterwards the layers' tables hold only what live inodes use.
+   */
+  async dropCaches(): Promise<void> {
+    while (this.cachedDirs.size + this.cachedOthers.size > 0) {
+      for (const m of [this.cachedOthers, this.cachedDirs]) {
+        for (const n of [...m.keys()]) await this.uncache(n);
+      }
+    }
+  }
+
+  private cacheOf(n: OvlNode): Map<OvlNode, true> {
+    return n.type === 'directory' ? this.cachedDirs : this.cachedOthers;
+  }
+
+  /** Take `n` out of the inode cache and give back the cache's lookup. */
+  private async uncache(n: OvlNode): Promise<void> {
+    if (!this.cacheOf(n).delete(n)) return;
+    const r = this.table.forget(n.ino, 1);
+    if (r.dropped && r.value) await this.dropNode(r.value);
+  }
+
+  /** An inode worth keeping once unreferenced: reachable by a name, not removed. */
+  private cacheable(n: OvlNode): boolean {
+    return this.cacheMax > 0 && !this.destroyed && !n.removed && n.parent !== undefined
+      && n.parent.children.get(n.name) === n;
   }
 
   /** The stack of layer directories a directory node merges (upper first). */
@@ -293,18 +386,30 @@ export class OverlayFs implements Filesystem {
     return this.table.byIdentity(key) ?? this.preferredIno(key);
   }
 
-  /** Take one overlay lookup on `n`. */
+  /** Take one overlay lookup on `n` (a cached inode's lookup is handed over). */
   private ref(n: OvlNode): void {
-    this.table.ref(n.ino, 1);
+    if (!this.cacheOf(n).delete(n)) this.table.ref(n.ino, 1);
   }
 
-  /** Give back `count` lookups of `n`; release it (and maybe its parents) at zero. */
+  /**
+   * Give back `count` lookups of `n`; release it (and maybe its parents) at zero, unless
+   * the inode cache takes the last lookup over.
+   */
   private async unref(n: OvlNode, count = 1): Promise<void> {
+    const rec = this.table.get(n.ino);
+    if (rec && rec.value === n && count === rec.lookups && this.cacheable(n)) {
+      const cache = this.cacheOf(n);
+      rec.lookups = 1;
+      cache.set(n, true);
+      if (cache.size > this.cacheMax) await this.uncache(cache.keys().next().value!);
+      return;
+    }
     const r = this.table.forget(n.ino, count);
     if (r.dropped && r.value) await this.dropNode(r.value);
   }
 
   private async dropNode(n: OvlNode): Promise<void> {
+    this.forgetListing(n);
     if (n.parent && n.parent.children.get(n.name) === n) n.parent.children.delete(n.name);
     for (const a of n.aliases) if (a.parent.children.get(a.name) === n) a.parent.children.delete(a.name);
     n.aliases = [];
@@ -313,6 +418,11 @@ export class OverlayFs implements Filesystem {
     const p = n.parent;
     n.parent = undefined;
     if (p) await this.unref(p);
+  }
+
+  private forgetListing(n: OvlNode): void {
+    if (n.listing) this.listedEntries -= n.listing.length;
+    n.listing = undefined;
   }
 
   private invalidate(n: OvlNode | undefined): void {
@@ -333,8 +443,14 @@ export class OverlayFs implements Filesystem {
   }
 
   private present(n: OvlNode, a: Attr): Attr {
-    const nlink = this.isMerged(n) ? 1 : a.nlink;
-    return { ...a, ino: n.ino, dev: this.dev, nlink };
+    if (n.shownFrom === a && n.shown) return n.shown;
+    const shown: Attr = {
+      ino: n.ino, dev: this.dev, mode: a.mode, nlink: this.isMerged(n) ? 1 : a.nlink, uid: a.uid, gid: a.gid,
+      rdev: a.rdev, size: a.size, blocks: a.blocks, blksize: a.blksize, atime: a.atime, mtime: a.mtime, ctime: a.ctime,
+      ...(a.birthtime !== undefined ? { birthtime: a.birthtime } : {}),
+    };
+    if (a === n.attr) { n.shown = shown; n.shownFrom = a; }
+    return shown;
   }
 
   private async entryOf(n: OvlNode): Promise<Entry> {
@@ -477,7 +593,7 @@ export class OverlayFs implements Filesystem {
     if (existing && !this.sameObject(existing, res)) key = `${key}#${res.upper ? `u${res.upper.attrIno}` : 'l'}`;
     const { record, created } = this.table.acquire(key, (ino) => new OvlNode(
       ino, key, res.type, p, name, res.upper, res.lowers, res.opaque,
-    ), 1, this.preferredIno(key));
+    ), 1, this.table.byIdentity(key) === undefined ? this.preferredIno(key) : undefined);
     if (created) {
       if (!this.fallbackInos.has(key) && record.ino >= FALLBACK_INO_BASE) this.fallbackInos.set(key, record.ino);
       this.ref(p);
@@ -486,6 +602,8 @@ export class OverlayFs implements Filesystem {
       return { node: record.value, created };
     }
     const n = record.value;
+    // A cached inode: the cache's lookup goes to the caller with the one just added.
+    if (this.cacheOf(n).delete(n)) record.lookups--;
     if (!(n.parent === p && n.name === name) && !n.aliases.some((a) => a.parent === p && a.name === name)) {
       n.aliases.push({ parent: p, name });
     }
@@ -493,8 +611,11 @@ export class OverlayFs implements Filesystem {
     return { node: n, created };
   }
 
-  /** Find `name` in `p`: a node with one lookup taken, or undefined. */
-  private async lookupChild(p: OvlNode, name: string, inside = false): Promise<OvlNode | undefined> {
+  /**
+   * Find `name` in `p`: a node with one lookup taken, or undefined. `probe`, when given,
+   * learns whether the upper holds a whiteout at the name (when it had to be resolved).
+   */
+  private async lookupChild(p: OvlNode, name: string, inside = false, probe?: { upperWhiteout: boolean }): Promise<OvlNode | undefined> {
     for (let attempt = 0; ; attempt++) {
       const cached = p.children.get(name);
       if (cached && this.table.get(cached.ino)?.value === cached) {
@@ -505,12 +626,13 @@ export class OverlayFs implements Filesystem {
       // every intermediate state of a change is a valid overlay, and a resolution that
       // straddles the start or end of a change is done again.
       const gen = this.nsGen;
-      const { res } = await this.resolve(p, name);
+      const { res, upperWhiteout } = await this.resolve(p, name);
       if (!inside && this.nsGen !== gen && attempt < 8) {
         // The namespace changed while resolving: the result may describe a moved object.
         if (res) await this.releaseResolution(res);
         continue;
       }
+      if (probe) probe.upperWhiteout = upperWhiteout;
       if (!res) return undefined;
       return this.attachFound(p, name, res);
     }
@@ -523,11 +645,11 @@ export class OverlayFs implements Filesystem {
   }
 
   /** Lookup with the caller's checks: `p` a live directory, search permission. */
-  private async lookupFor(ctx: RequestContext, p: OvlNode, name: string, inside = false): Promise<OvlNode | undefined> {
+  private async lookupFor(ctx: RequestContext, p: OvlNode, name: string, inside = false, probe?: { upperWhiteout: boolean }): Promise<OvlNode | undefined> {
     validateName(name);
     await this.check(ctx, p, AccessMode.X_OK);
     if (p.removed) return undefined;
-    return this.lookupChild(p, name, inside);
+    return this.lookupChild(p, name, inside, probe);
   }
 
   /** Resolve `name` in `p` and report whether the upper holds a whiteout there (no lookup kept). */
@@ -662,6 +784,7 @@ export class OverlayFs implements Filesystem {
     await up.setattr(this.m, updir, { atime: pa.atime, mtime: pa.mtime });
     const ra = await up.getattr(this.m, entry.ino);
     n.upper = { layer: up, idx: 0, ino: entry.ino, attrIno: ra.ino };
+    this.forgetListing(n);
     this.invalidate(n);
     if (n.type !== 'directory') {
       if (sa.nlink > 1) {
@@ -906,6 +1029,8 @@ export class OverlayFs implements Filesystem {
   /** Resolve `name` in directory `parent`; +1 lookup. */
   async lookup(ctx: RequestContext, parent: number, name: string): Promise<Entry> {
     const p = this.dirNode(parent);
+    const cached = this.lookupCached(ctx, p, name);
+    if (cached) return cached;
     const n = await this.lookupFor(ctx, p, name);
     if (!n) throw fsErr('ENOENT');
     try {
@@ -914,6 +1039,19 @@ export class OverlayFs implements Filesystem {
       await this.unref(n);
       throw e;
     }
+  }
+
+  /**
+   * `lookup` without a layer call or an await when the child is live and both attributes
+   * are cached: the same checks in the same order as `lookupFor`, else undefined.
+   */
+  private lookupCached(ctx: RequestContext, p: OvlNode, name: string): Entry | undefined {
+    const c = p.children.get(name);
+    if (!c || !c.attr || !p.attr || p.removed || this.table.get(c.ino)?.value !== c) return undefined;
+    validateName(name);
+    if (this.checkPerms) checkAccess(p.attr, ctx, AccessMode.X_OK);
+    this.ref(c);
+    return { ino: c.ino, generation: 0, attr: this.present(c, c.attr) };
   }
 
   /** Give back `nlookup` lookups of `ino`. */
@@ -1036,7 +1174,10 @@ export class OverlayFs implements Filesystem {
     validateName(name);
     return this.mutate(async () => {
       // The kernel's order: search permission and EEXIST (lookup), EROFS, write permission.
-      const again = lookedUp ? await this.lookupChild(p, name, true) : await this.lookupFor(ctx, p, name, true);
+      // The resolution under the mutex also says whether a whiteout stands at the name (an
+      // upper that copy-up makes below is new and empty).
+      const probe = { upperWhiteout: false };
+      const again = lookedUp ? await this.lookupChild(p, name, true, probe) : await this.lookupFor(ctx, p, name, true, probe);
       if (again) { await this.unref(again); throw fsErr('EEXIST'); }
       if (p.removed) throw fsErr('ENOENT');
       const up = this.requireUpper();
@@ -1047,7 +1188,7 @@ export class OverlayFs implements Filesystem {
       let perm = spec.kind === 'symlink' ? 0o777 : spec.perm & ~ctx.umask;
       const gid = (pa.mode & S_ISGID) !== 0 ? pa.gid : ctx.gid;
       if (isDir && (pa.mode & S_ISGID) !== 0) perm |= S_ISGID;
-      const overWhiteout = await this.probeWhiteout(p, name);
+      const overWhiteout = probe.upperWhiteout;
       const updir = p.upper!.ino;
       const staged = overWhiteout && up.workIno !== undefined && up.whiteoutFormat === 'chardev';
       const dir = staged ? up.workIno! : updir;
@@ -1067,6 +1208,8 @@ export class OverlayFs implements Filesystem {
           break;
         }
       }
+      // The entry's attributes stay right unless something below changes the object.
+      const touched = entry.attr.uid !== ctx.uid || entry.attr.gid !== gid || (isDir && overWhiteout) || staged;
       try {
         if (entry.attr.uid !== ctx.uid || entry.attr.gid !== gid) {
           await up.setattr(this.m, entry.ino, { uid: ctx.uid, gid }).catch((e) => { if (spec.kind !== 'symlink') throw e; });
@@ -1083,7 +1226,7 @@ export class OverlayFs implements Filesystem {
         await up.forget(this.m, entry.ino, 1);
         throw e;
       }
-      const ra = await up.getattr(this.m, entry.ino);
+      const ra = touched ? await up.getattr(this.m, entry.ino) : entry.attr;
       const real: RealRef = { layer: up, idx: 0, ino: entry.ino, attrIno: ra.ino };
       const key = originKey(0, ra.ino);
       this.upperKeys.set(ra.ino, key);
@@ -1569,15 +1712,24 @@ export class OverlayFs implements Filesystem {
     if (offset === 0 || !h.entries) {
       const n = h.node;
       if (n.removed) { h.entries = []; return []; }
-      const { visible } = await this.listMerged(n, plus);
-      const entries: DirListEntry[] = [];
-      for (const l of visible) {
-        entries.push({
-          name: l.name, type: l.type, ino: await this.listedIno(n, l), top: l.top!.dir, dino: l.top!.dino,
-          ...(l.top!.attr ? { attr: l.top!.attr } : {}), mergeable: l.type === 'directory' && l.lowerDirs > 0,
-        });
+      if (n.listing && !plus && !n.upper) {
+        h.entries = n.listing;
+      } else {
+        const { visible } = await this.listMerged(n, plus);
+        const entries: DirListEntry[] = [];
+        for (const l of visible) {
+          entries.push({
+            name: l.name, type: l.type, ino: await this.listedIno(n, l), top: l.top!.dir, dino: l.top!.dino,
+            ...(l.top!.attr ? { attr: l.top!.attr } : {}), mergeable: l.type === 'directory' && l.lowerDirs > 0,
+          });
+        }
+        h.entries = entries;
+        if (!plus && !n.upper && !n.listing && this.table.get(n.ino)?.value === n
+          && this.listedEntries + entries.length <= LISTING_MAX) {
+          n.listing = entries;
+          this.listedEntries += entries.length;
+        }
       }
-      h.entries = entries;
       h.plus = plus;
     }
     const out: DirEntry[] = [];

@@ -27,9 +27,14 @@ export async function memOverlay(
   return { ov, vol: new Volume(ov, { context: ROOT_CONTEXT }), upper: up ?? new MemoryLayer(), lowers: ls };
 }
 
-/** After everything is forgotten only the roots remain, in the overlay and every layer. */
-export function expectNoLeaks(o: MemOverlay): void {
+/**
+ * After everything is forgotten only the root is live in the overlay; once its inode cache
+ * is dropped, only the roots remain in every layer too.
+ */
+export async function expectNoLeaks(o: MemOverlay): Promise<void> {
   expect(o.ov.liveInodes()).toBe(1);
+  await o.ov.dropCaches();
+  expect(o.ov.cachedInodes()).toBe(0);
   expect(o.upper.liveInodes()).toBe(1);
   for (const l of o.lowers) expect(l.liveInodes()).toBe(1);
 }

@@ -49,6 +49,7 @@ describe.skipIf(!isRoot)('OverlayFs over PassthroughLayers against a flat refere
           }
           expect(await dump(ov)).toEqual(await dump(ref));
           expect(ov.liveInodes()).toBe(1);
+          await ov.dropCaches();
           for (const l of ov.layers) expect(l.liveInodes?.()).toBe(1);
         } finally {
           await ov.destroy();

@@ -96,6 +96,7 @@ describe.skipIf(mountSkip)('OverlayFs through a FUSE mount (needs root and /dev/
     await h!.unmount();
     h = undefined;
     expect(ov.liveInodes()).toBe(1);
+    await ov.dropCaches();
     expect(upper.liveInodes()).toBe(1);
     for (const l of lowers) expect(l.liveInodes()).toBe(1);
     const ov2 = await OverlayFs.create({ upper, lowers: lowers as Layer[] });
@@ -105,6 +106,7 @@ describe.skipIf(mountSkip)('OverlayFs through a FUSE mount (needs root and /dev/
     await h.unmount();
     h = undefined;
     expect(ov2.liveInodes()).toBe(1);
+    await ov2.dropCaches();
     expect(upper.liveInodes()).toBe(1);
   });
 });
