@@ -54,7 +54,7 @@ describe.skipIf(mountSkip || unavailable !== undefined)(`oracle through the moun
           await new Promise((res) => setTimeout(res, 50));
         }
       };
-    }, { numRuns: 40, sutName: 'layerfs mount' });
+    }, { numRuns: 40, sutName: 'layerfs mount', dirNlink: true, dirTimes: true });
     expect(res.failed).toBe(false);
   }, 300_000);
 });
