@@ -103,10 +103,24 @@ const isDir = (mode: number): boolean => (mode & S_IFMT) === S_IFDIR;
 const isSymlink = (mode: number): boolean => (mode & S_IFMT) === S_IFLNK;
 const top = (w: Walk): Step => w.stack[w.stack.length - 1] ?? ROOT_STEP;
 
+/**
+ * A Filesystem that may answer a lookup from its own cache without waiting (OverlayFs does):
+ * an Entry with +1 lookup, or undefined when `lookup` must be called.
+ */
+interface CachedLookup {
+  lookupCached?(ctx: RequestContext, parent: number, name: string): Entry | undefined;
+}
+
 /** The lookups one Volume call has taken; `release` forgets them all except those kept. */
 class Lookups {
   readonly #held = new Map<number, number>();
-  constructor(private readonly fs: Filesystem, private readonly ctx: RequestContext) {}
+  constructor(private readonly fs: Filesystem & CachedLookup, private readonly ctx: RequestContext) {}
+
+  /** A lookup the filesystem answers at once from its cache (recorded), else undefined. */
+  lookupNow(parent: number, name: string): Entry | undefined {
+    const e = this.fs.lookupCached?.(this.ctx, parent, name);
+    return e === undefined ? undefined : this.took(e);
+  }
 
   /** Look `name` up in `parent`, recording the lookup taken. */
   async lookup(parent: number, name: string): Promise<Entry> {
@@ -580,7 +594,7 @@ export class Volume {
       }
       let entry: Entry;
       try {
-        entry = await l.lookup(cur.ino, c);
+        entry = l.lookupNow(cur.ino, c) ?? await l.lookup(cur.ino, c);
       } catch (e) {
         if (last && allowMissing && isFsError(e, 'ENOENT')) return { stack, name: c, missing: true, dirOnly };
         throw e;

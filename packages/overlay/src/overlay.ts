@@ -771,8 +771,9 @@ export class OverlayFs implements Filesystem {
       if (entry.attr.uid !== sa.uid || entry.attr.gid !== sa.gid) {
         await up.setattr(this.m, ei, { uid: sa.uid, gid: sa.gid }).catch((e) => { if (n.type !== 'symlink') throw e; });
       }
-      if (n.type !== 'symlink') await up.setattr(this.m, ei, { mode: sa.mode & 0o7777 });
-      await up.setattr(this.m, ei, { atime: sa.atime, mtime: sa.mtime }).catch((e) => { if (n.type !== 'symlink') throw e; });
+      // Mode and times in one call (a chmod changes neither time); a symlink gets times only.
+      if (n.type !== 'symlink') await up.setattr(this.m, ei, { mode: sa.mode & 0o7777, atime: sa.atime, mtime: sa.mtime });
+      else await up.setattr(this.m, ei, { atime: sa.atime, mtime: sa.mtime }).catch(() => undefined);
       await up.rename(this.m, stage, tmp, updir, name, stage === updir ? 0 : RenameFlags.NOREPLACE);
     } catch (e) {
       if (entry) {
@@ -1029,7 +1030,7 @@ export class OverlayFs implements Filesystem {
   /** Resolve `name` in directory `parent`; +1 lookup. */
   async lookup(ctx: RequestContext, parent: number, name: string): Promise<Entry> {
     const p = this.dirNode(parent);
-    const cached = this.lookupCached(ctx, p, name);
+    const cached = this.cachedLookup(ctx, p, name);
     if (cached) return cached;
     const n = await this.lookupFor(ctx, p, name);
     if (!n) throw fsErr('ENOENT');
@@ -1045,13 +1046,22 @@ export class OverlayFs implements Filesystem {
    * `lookup` without a layer call or an await when the child is live and both attributes
    * are cached: the same checks in the same order as `lookupFor`, else undefined.
    */
-  private lookupCached(ctx: RequestContext, p: OvlNode, name: string): Entry | undefined {
+  private cachedLookup(ctx: RequestContext, p: OvlNode, name: string): Entry | undefined {
     const c = p.children.get(name);
     if (!c || !c.attr || !p.attr || p.removed || this.table.get(c.ino)?.value !== c) return undefined;
     validateName(name);
     if (this.checkPerms) checkAccess(p.attr, ctx, AccessMode.X_OK);
     this.ref(c);
     return { ino: c.ino, generation: 0, attr: this.present(c, c.attr) };
+  }
+
+  /**
+   * `lookup` answered at once from the overlay's live and cached inodes (+1 lookup), or
+   * undefined when it needs the layers (then call `lookup`). Lets `Volume` walk cached
+   * paths without an await per component.
+   */
+  lookupCached(ctx: RequestContext, parent: number, name: string): Entry | undefined {
+    return this.cachedLookup(ctx, this.dirNode(parent), name);
   }
 
   /** Give back `nlookup` lookups of `ino`. */
