@@ -1,6 +1,6 @@
 // Cost of the layer's hot operations on a warm tree (run after `tsc -b packages/passthrough`):
 // lookup+forget of a file, of a missing name (the overlay's probe) and of a directory plus a
-// name in it, getattr, readlink, open+read+release, readdir plus of 1,000 entries. Prints wall
+// name in it, getattr, isOpaque, readlink, open+read+release, readdir plus of 1,000 entries. Prints wall
 // time and the process's CPU time (user+sys) per op: on a loaded machine the CPU time is the
 // steadier figure. Run: node packages/passthrough/bench/ops.mjs
 import * as fs from 'node:fs';
@@ -36,6 +36,7 @@ await time('lookup dir + lookup name in it + forget', 20_000, async (i) => {
   await layer.forget(ctx, s.ino, 1);
 });
 await time('getattr', 50_000, () => layer.getattr(ctx, f0));
+await time('isOpaque of a directory (no marker)', 20_000, () => layer.isOpaque(ctx, d));
 const ln = (await layer.lookup(ctx, d, 'link')).ino;
 await time('readlink', 50_000, () => layer.readlink(ctx, ln));
 await time('open + read 100 B + release', 20_000, async () => {

@@ -1447,8 +1447,12 @@ export class PassthroughLayer implements Layer {
     if (node.type !== 'directory') return false;
     const d = this.dir(ino);
     const t = this.targetOf(d.node);
+    const proc = procPath(t);
+    // One listxattr (most directories have none) instead of a getxattr per marker form.
+    const names = ignoring(['EOPNOTSUPP', 'EPERM'], () => libc.llistxattr(proc, t.follow)) ?? [];
     for (const x of OPAQUE_XATTRS) {
-      const v = ignoring(['ENODATA', 'EOPNOTSUPP', 'EPERM'], () => libc.lgetxattr(procPath(t), x, t.follow));
+      if (!names.includes(x)) continue;
+      const v = ignoring(['ENODATA', 'EOPNOTSUPP', 'EPERM'], () => libc.lgetxattr(proc, x, t.follow));
       if (v && v.length === 1 && v[0] === 0x79) return true;
     }
     return this.statAt(d.fd, OCI_OPAQUE_MARKER) !== undefined;

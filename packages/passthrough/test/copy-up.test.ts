@@ -78,7 +78,7 @@ describe('reflink clone on XFS', () => {
     if (base) removeDir(base);
   });
 
-  it.skipIf(xfsSkip !== '')(`clones 1 GiB in under 100 ms without using 1 GiB (skip reason if any: ${xfsSkip || 'none'})`, async () => {
+  it.skipIf(xfsSkip !== '')(`clones 1 GiB in under 100 ms (best of 3) without using 1 GiB (skip reason if any: ${xfsSkip || 'none'})`, async () => {
     base = tempDir('reflink');
     const img = `${base}/xfs.img`;
     fs.closeSync(fs.openSync(img, 'w'));
@@ -100,23 +100,37 @@ describe('reflink clone on XFS', () => {
     fs.closeSync(fd);
     const lower = new PassthroughLayer(`${mnt}/lower`, { writable: false });
     const upper = new PassthroughLayer(`${mnt}/upper`);
-    const src = await walk(lower, 'big');
-    const dst = await emptyFile(upper, 'big');
-    const before = await upper.statfs(ctx, ROOT_INO);
-    const t0 = process.hrtime.bigint();
-    const how = await upper.copyUpDataWith({ layer: lower, ino: src }, dst);
-    const ms = Number(process.hrtime.bigint() - t0) / 1e6;
-    const after = await upper.statfs(ctx, ROOT_INO);
-    expect(how).toBe('clone');
-    expect(ms).toBeLessThan(100);
-    expect((before.bfree - after.bfree) * before.frsize).toBeLessThan(64 << 20);
-    expect((await upper.getattr(ctx, dst)).size).toBe(1 << 30);
-    const h = await upper.open(ctx, dst, OpenFlags.O_RDONLY);
-    expect(Buffer.from(await upper.read(ctx, dst, h.fh, 4, (1 << 30) - 4))).toEqual(Buffer.alloc(4, 64));
-    expect(Buffer.from(await upper.read(ctx, dst, h.fh, 4, 0))).toEqual(Buffer.alloc(4, 1));
-    await upper.release(ctx, dst, h.fh);
-    console.log(`reflink copy-up of 1 GiB: ${ms.toFixed(1)} ms, free space used: ${((before.bfree - after.bfree) * before.frsize / 1024).toFixed(0)} KiB`);
-    await lower.destroy();
-    await upper.destroy();
+    try {
+      const src = await walk(lower, 'big');
+      // Three copy-ups; the fastest must be under 100 ms (a streamed copy of 1 GiB takes
+      // seconds; the best of three keeps a loaded machine from failing a real clone).
+      const before = await upper.statfs(ctx, ROOT_INO);
+      const times: number[] = [];
+      const dsts: number[] = [];
+      for (const name of ['big', 'big2', 'big3']) {
+        const dst = await emptyFile(upper, name);
+        const t0 = process.hrtime.bigint();
+        const how = await upper.copyUpDataWith({ layer: lower, ino: src }, dst);
+        times.push(Number(process.hrtime.bigint() - t0) / 1e6);
+        expect(how).toBe('clone');
+        dsts.push(dst);
+      }
+      const after = await upper.statfs(ctx, ROOT_INO);
+      const ms = Math.min(...times);
+      expect(ms).toBeLessThan(100);
+      expect((before.bfree - after.bfree) * before.frsize).toBeLessThan(64 << 20);
+      for (const dst of dsts) {
+        expect((await upper.getattr(ctx, dst)).size).toBe(1 << 30);
+        const h = await upper.open(ctx, dst, OpenFlags.O_RDONLY);
+        expect(Buffer.from(await upper.read(ctx, dst, h.fh, 4, (1 << 30) - 4))).toEqual(Buffer.alloc(4, 64));
+        expect(Buffer.from(await upper.read(ctx, dst, h.fh, 4, 0))).toEqual(Buffer.alloc(4, 1));
+        await upper.release(ctx, dst, h.fh);
+      }
+      console.log(`reflink copy-up of 1 GiB (3 times): ${times.map((t) => t.toFixed(1)).join(', ')} ms, free space used: ${((before.bfree - after.bfree) * before.frsize / 1024).toFixed(0)} KiB`);
+    } finally {
+      // Closed before afterAll unmounts the image (an open descriptor makes umount EBUSY).
+      await lower.destroy();
+      await upper.destroy();
+    }
   }, 120_000);
 });
