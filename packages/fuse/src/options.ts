@@ -61,8 +61,9 @@ export interface MountOptions {
   extra?: readonly string[];
   /**
    * Entries the path → inode map keeps (each holds one lookup on the filesystem); the least
-   * recently used are forgotten beyond it. Default: 131072 (a path costs a few hundred bytes
-   * here and holds one inode of the filesystem).
+   * recently used are forgotten beyond it. Default: 32768: the benchmark's 29k-entry tree
+   * fits, and a cached path (with the inodes it holds in an overlay over PassthroughLayers)
+   * costs a few KB; with the kernel caching entries and attributes, only cold passes need it.
    */
   maxCachedPaths?: number;
   /** Called with each error that is not an `FsError` (mapped to EIO). Default: write to stderr. */
@@ -94,7 +95,7 @@ export function resolveMountOptions(o: MountOptions = {}): ResolvedMountOptions 
     hardRemove: o.hardRemove ?? false,
     debug: o.debug ?? false,
     extra: o.extra ?? [],
-    maxCachedPaths: o.maxCachedPaths ?? 131072,
+    maxCachedPaths: o.maxCachedPaths ?? 32768,
     handleSignals: o.handleSignals ?? true,
   };
   if (o.onInternalError) r.onInternalError = o.onInternalError;
