@@ -610,7 +610,11 @@ class MountHandleImpl implements MountHandle {
           return n;
         }, (c, n) => cb(c || n!)),
       write: (path: string, fd: number, buf: Buffer, len: number, pos: number, cb: (n: number) => void) => {
-        const data = Uint8Array.prototype.slice.call(buf, 0, len);
+        // No copy: a view of libfuse's request buffer, valid until this write settles (the
+        // libfuse thread waits for our answer; fuse-native detaches it afterwards). A copy
+        // into a fresh 128 KiB array cost more than the write itself (measured: 256 MiB dd
+        // 2.7 s with a copy, 1.1 s without).
+        const data = buf.subarray(0, len);
         run('write', path, async (c) => {
           const h = this.handle(fd);
           const n = await fs.write(c, h.entry.ino, h.fh, data, pos);
