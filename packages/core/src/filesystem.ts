@@ -51,7 +51,11 @@ export interface Filesystem {
   create(ctx: RequestContext, parent: number, name: string, mode: number, flags: number): Promise<CreateResult>;
   /** Read up to `length` bytes at `position`; a shorter result means end of file. */
   read(ctx: RequestContext, ino: number, fh: number, length: number, position: number): Promise<Uint8Array>;
-  /** Write `data` at `position` (at the end when the handle was opened O_APPEND); returns bytes written. */
+  /**
+   * Write `data` at `position` (at the end when the handle was opened O_APPEND); returns bytes
+   * written. `data` may be a view of the caller's buffer, valid only until the call settles: an
+   * implementation that keeps the bytes must copy them.
+   */
   write(ctx: RequestContext, ino: number, fh: number, data: Uint8Array, position: number): Promise<number>;
   /** Called on each close(2) of a descriptor of the handle. */
   flush(ctx: RequestContext, ino: number, fh: number): Promise<void>;
