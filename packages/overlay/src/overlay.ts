@@ -103,6 +103,11 @@ class OvlNode {
   /** The primary name was removed (unlink, rmdir, rename over it). */
   removed = false;
   attr: Attr | undefined;
+  /**
+   * The last attributes read, kept when only times, size or nlink went stale (a change of
+   * the directory's entries): mode, owner and group for permission checks.
+   */
+  permAttr: Attr | undefined;
   /** What `present` made of `attr` (the overlay's view), reused while `attr` is unchanged. */
   shown: Attr | undefined;
   shownFrom: Attr | undefined;
@@ -428,7 +433,19 @@ export class OverlayFs implements Filesystem {
   private invalidate(n: OvlNode | undefined): void {
     if (!n) return;
     n.attr = undefined;
+    n.permAttr = undefined;
     n.attrVersion++;
+  }
+
+  /** A directory's entries changed: its times, size and nlink are stale, not its mode or owner. */
+  private touch(n: OvlNode): void {
+    n.attr = undefined;
+    n.attrVersion++;
+  }
+
+  /** Attributes good for permission checks (mode, uid, gid): possibly with stale times. */
+  private async permOf(n: OvlNode): Promise<Attr> {
+    return n.attr ?? n.permAttr ?? this.realAttr(n);
   }
 
   /** The real attributes of the object (upper, else top lower), cached until a change. */
@@ -438,7 +455,7 @@ export class OverlayFs implements Filesystem {
     if (!r) throw fsErr('ESTALE');
     const v = n.attrVersion;
     const a = await r.layer.getattr(this.m, r.ino);
-    if (n.attrVersion === v) n.attr = a;
+    if (n.attrVersion === v) { n.attr = a; n.permAttr = a; }
     return a;
   }
 
@@ -459,7 +476,7 @@ export class OverlayFs implements Filesystem {
 
   private async check(ctx: RequestContext, n: OvlNode, mask: number): Promise<void> {
     if (!this.checkPerms) return;
-    checkAccess(await this.realAttr(n), ctx, mask);
+    checkAccess(await this.permOf(n), ctx, mask);
   }
 
   private requireUpper(): Layer {
@@ -800,7 +817,7 @@ export class OverlayFs implements Filesystem {
         this.upperKeys.set(n.upper.attrIno, n.key);
       }
     }
-    this.invalidate(parent);
+    this.touch(parent);
   }
 
   /**
@@ -1048,9 +1065,10 @@ export class OverlayFs implements Filesystem {
    */
   private cachedLookup(ctx: RequestContext, p: OvlNode, name: string): Entry | undefined {
     const c = p.children.get(name);
-    if (!c || !c.attr || !p.attr || p.removed || this.table.get(c.ino)?.value !== c) return undefined;
+    const pa = p.attr ?? p.permAttr;
+    if (!c || !c.attr || !pa || p.removed || this.table.get(c.ino)?.value !== c) return undefined;
     validateName(name);
-    if (this.checkPerms) checkAccess(p.attr, ctx, AccessMode.X_OK);
+    if (this.checkPerms) checkAccess(pa, ctx, AccessMode.X_OK);
     this.ref(c);
     return { ino: c.ino, generation: 0, attr: this.present(c, c.attr) };
   }
@@ -1193,7 +1211,7 @@ export class OverlayFs implements Filesystem {
       const up = this.requireUpper();
       await this.check(ctx, p, AccessMode.W_OK | AccessMode.X_OK);
       await this.copyUp(p);
-      const pa = await this.realAttr(p);
+      const pa = await this.permOf(p);
       const isDir = spec.kind === 'mkdir';
       let perm = spec.kind === 'symlink' ? 0o777 : spec.perm & ~ctx.umask;
       const gid = (pa.mode & S_ISGID) !== 0 ? pa.gid : ctx.gid;
@@ -1243,7 +1261,7 @@ export class OverlayFs implements Filesystem {
       const res: Resolution = { upper: real, lowers: [], type: typeOfMode(ra.mode), opaque: isDir && overWhiteout, attr: ra, key };
       const { node, created } = this.attachResolution(p, name, res);
       if (!created) await this.releaseResolution(res);
-      this.invalidate(p);
+      this.touch(p);
       let ofh: number | undefined;
       if (fh !== undefined) {
         ofh = this.nextFh++;
@@ -1276,7 +1294,7 @@ export class OverlayFs implements Filesystem {
     if (!child) throw fsErr('ENOENT');
     try {
       await this.check(ctx, p, AccessMode.W_OK | AccessMode.X_OK);
-      if (this.checkPerms) checkSticky(await this.realAttr(p), await this.realAttr(child), ctx);
+      if (this.checkPerms) checkSticky(await this.permOf(p), await this.permOf(child), ctx);
       if (isDir && child.type !== 'directory') throw fsErr('ENOTDIR');
       if (!isDir && child.type === 'directory') throw fsErr('EISDIR');
       await this.mutate(async () => {
@@ -1320,7 +1338,7 @@ export class OverlayFs implements Filesystem {
         await this.detachName(child, p, name);
         if (isDir) child.removed = true;
         this.invalidate(child);
-        this.invalidate(p);
+        this.touch(p);
       });
     } finally {
       await this.unref(child);
@@ -1359,9 +1377,9 @@ export class OverlayFs implements Filesystem {
       if (target === old && (old.upper || old.type === 'directory' || (p === np && name === newname))) return;
       // vfs_rename's order: may_delete(old), may_create/may_delete(new) with its type checks.
       await this.check(ctx, p, AccessMode.W_OK | AccessMode.X_OK);
-      if (this.checkPerms) checkSticky(await this.realAttr(p), await this.realAttr(old), ctx);
+      if (this.checkPerms) checkSticky(await this.permOf(p), await this.permOf(old), ctx);
       await this.check(ctx, np, AccessMode.W_OK | AccessMode.X_OK);
-      if (target && this.checkPerms) checkSticky(await this.realAttr(np), await this.realAttr(target), ctx);
+      if (target && this.checkPerms) checkSticky(await this.permOf(np), await this.permOf(target), ctx);
       if (target && !exchange) {
         if (old.type === 'directory' && target.type !== 'directory') throw fsErr('ENOTDIR');
         if (old.type !== 'directory' && target.type === 'directory') throw fsErr('EISDIR');
@@ -1451,8 +1469,8 @@ export class OverlayFs implements Filesystem {
     if (exchange) await this.moveName(target!, np, newname, p, name, true);
     this.invalidate(old);
     this.invalidate(target);
-    this.invalidate(p);
-    this.invalidate(np);
+    this.touch(p);
+    this.touch(np);
   }
 
   /** Move `src` from (p, name) to (np, newname) and leave a whiteout at the source, atomically where the layer allows. */
@@ -1562,7 +1580,7 @@ export class OverlayFs implements Filesystem {
       np.children.set(newname, n);
       if (n.removed && !this.liveName(n)) n.removed = false;
       this.invalidate(n);
-      this.invalidate(np);
+      this.touch(np);
       return this.entryOf(n);
     });
   }

@@ -5,6 +5,7 @@ import { dump, opaque, whiteout, file, symlink } from '@layerfs/testkit';
 import { describe, expect, it } from 'vitest';
 import { OverlayFs } from '../src/index.js';
 import { expectNoLeaks, memOverlay } from './helpers.js';
+import { USER } from './model-helpers.js';
 
 const ctx = ROOT_CONTEXT;
 
@@ -364,6 +365,23 @@ describe('inodes, hard links, xattrs, lookup counts', () => {
     await off.vol.stat('/d/f');
     expect(off.ov.cachedInodes()).toBe(0);
     expect(off.lowers[0]!.liveInodes()).toBe(1);
+  });
+
+  it('permission checks see a chmod of a directory made after its entries changed', async () => {
+    const o = await memOverlay([{ d: { f: 'x' } }]);
+    const user = new Volume(o.ov, { context: USER });
+    await o.vol.chmod('/d', 0o777);
+    await user.writeFile('/d/a', 'a');
+    await o.vol.writeFile('/d/b', 'b');
+    await o.vol.chmod('/d', 0o755);
+    await expect(user.writeFile('/d/c', 'c')).rejects.toMatchObject({ code: 'EACCES' });
+    await expect(user.unlink('/d/a')).rejects.toMatchObject({ code: 'EACCES' });
+    await o.vol.chmod('/d', 0o1777);
+    await o.vol.unlink('/d/b');
+    await o.vol.writeFile('/d/b', 'b');
+    await expect(user.unlink('/d/b')).rejects.toMatchObject({ code: 'EPERM' });
+    await user.unlink('/d/a');
+    await expectNoLeaks(o);
   });
 
   it('open(O_CREAT|O_EXCL) on an existing name is EEXIST; create over a lower file without O_EXCL opens it', async () => {
