@@ -82,7 +82,7 @@ describe.skipIf(mountSkip)('layerfs command with real mounts (needs root and /de
     expect(busy.code).toBe(1);
     expect(busy.stderr.trim()).toBe(`layerfs: mountpoint ${mnt} is busy: fuse.layerfs is mounted there (layerfs umount ${mnt})`);
 
-    expect((await layerfs('umount', mnt)).code).toBe(0);
+    expect(await layerfs('umount', mnt)).toMatchObject({ code: 0, stderr: '' });
     expect(await findMount(mnt)).toBeUndefined();
     await waitFor(async () => (await shResult(`pgrep -f -- ${JSON.stringify(`mount -f --ready-fd 3 -o ${opts()}`)}`)).code !== 0);
   }, 60_000);
@@ -106,7 +106,7 @@ describe.skipIf(mountSkip)('layerfs command with real mounts (needs root and /de
       expect([wh.isCharacterDevice(), wh.rdev]).toEqual([true, 0]);
       expect(await fsp.readFile(join(ex, 'base', 'etc', 'hostname'), 'utf8')).toBe(hostname);
     } finally {
-      expect((await layerfs('umount', mnt)).code).toBe(0);
+      expect(await layerfs('umount', mnt)).toMatchObject({ code: 0, stderr: '' });
     }
   }, 60_000);
 
@@ -147,6 +147,6 @@ describe.skipIf(mountSkip)('layerfs command with real mounts (needs root and /de
     expect(r.code).toBe(0);
     expect(r.stderr.trim()).toBe(`layerfs: cleared a stale mount at ${mnt} (ENOTCONN)`);
     expect(await sh(`cat ${JSON.stringify(join(mnt, 'etc', 'hostname'))}`)).toBe(before);
-    expect((await layerfs('umount', mnt)).code).toBe(0);
+    expect(await layerfs('umount', mnt)).toMatchObject({ code: 0, stderr: '' });
   }, 60_000);
 });
