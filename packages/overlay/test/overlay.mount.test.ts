@@ -60,7 +60,9 @@ describe.skipIf(mountSkip)('OverlayFs through a FUSE mount (needs root and /dev/
 
   it('serves 8 parallel readers and writers concurrently (no global lock)', async () => {
     rec.maxConcurrent = 0;
-    rec.delayMs = 5;
+    // Each read and write waits 50 ms in the filesystem, so requests of the 8 processes
+    // overlap even when a loaded machine starts the processes far apart.
+    rec.delayMs = 50;
     const jobs = [];
     for (let p = 0; p < 4; p++) {
       jobs.push(sh(`for i in 1 2 3 4 5; do cat ${q('data/a.txt')} | wc -c; done`));
