@@ -54,7 +54,7 @@ export interface OverlayOptions {
    * How many inodes whose every lookup was forgotten stay cached (with the layer lookups
    * they hold), as the kernel's dentry cache keeps unused dentries: the next lookup of the
    * name needs no layer call. Directories and other objects are counted apart (each up to
-   * this many). `dropCaches()` releases them. Default: 8192; 0 disables.
+   * this many). `dropCaches()` releases them. Default: 32768; 0 disables.
    */
   inodeCache?: number;
 }
@@ -182,7 +182,7 @@ class BoundedMap<K, V> extends Map<K, V> {
 
 const O_ACCMODE = OpenFlags.O_ACCMODE;
 /** The most directory entries the listings of lower-only directories keep in all. */
-const LISTING_MAX = 262144;
+const LISTING_MAX = 65536;
 const CHUNK = 1 << 20;
 const HOLE_BLOCK = 1 << 16;
 const SOFT_COPY_ERRORS = new Set(['EXDEV', 'ENOSYS', 'EOPNOTSUPP', 'ENOTSUP', 'EINVAL']);
@@ -255,7 +255,7 @@ export class OverlayFs implements Filesystem {
     this.m = o.mounter ?? processContext(0);
     this.checkPerms = o.checkPermissions ?? true;
     this.destroyLayers = o.destroyLayers ?? false;
-    this.cacheMax = Math.max(0, o.inodeCache ?? 8192);
+    this.cacheMax = Math.max(0, o.inodeCache ?? 32768);
     const reals = this.layers.map((layer, idx): RealRef => ({ layer, idx, ino: layer.rootIno, attrIno: 0, pinned: true }));
     const upperRoot = config.upper ? reals[0] : undefined;
     const lowerRoots = config.upper ? reals.slice(1) : reals;
