@@ -5,10 +5,13 @@
  * copied with `copy_file_range` (read/write where that is refused), holes are left as holes,
  * and the size is set last. Both descriptors are addressed through `/proc/self/fd/N` on Linux,
  * so the copy reaches exactly the inodes the layer resolved, whatever their path length.
+ * Every data call (`copy_file_range`, read, write) runs on libuv's pool, never on the JS
+ * thread; only the `lseek`/`fstat`/`ftruncate` metadata calls are synchronous.
  */
-import { constants, promises as fsp, fstatSync, ftruncateSync, readSync, writeSync } from 'node:fs';
+import { constants, promises as fsp, fstatSync, ftruncateSync } from 'node:fs';
 import { FsError, toFsError } from '@layerfs/core';
-import { copyFileRange, lseek } from './libc.js';
+import { preadAsync, writeAll } from './data-io.js';
+import { copyFileRangeAsync, lseek } from './libc.js';
 
 const SEEK_DATA = 3;
 const SEEK_HOLE = 4;
@@ -20,8 +23,6 @@ export type CopyMethod = 'clone' | 'stream';
 function fdPath(fd: number): string {
   return process.platform === 'darwin' ? `/dev/fd/${fd}` : `/proc/self/fd/${fd}`;
 }
-
-const yieldLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 /**
  * Replace the data of the file open as `dstFd` (writable) with the data of `srcFd`. Keeps
@@ -78,7 +79,7 @@ export async function streamSparse(srcFd: number, dstFd: number): Promise<void> 
       let n = 0;
       if (useRange) {
         try {
-          n = copyFileRange(srcFd, pos, dstFd, pos, want, 0);
+          n = await copyFileRangeAsync(srcFd, pos, dstFd, pos, want, 0);
         } catch (e) {
           if (e instanceof FsError && (e.code === 'EXDEV' || e.code === 'EINVAL' || e.code === 'ENOSYS' || e.code === 'EOPNOTSUPP' || e.code === 'EBADF')) {
             useRange = false;
@@ -88,17 +89,14 @@ export async function streamSparse(srcFd: number, dstFd: number): Promise<void> 
         }
       }
       if (!useRange) {
-        const r = readSync(srcFd, buf, 0, want, pos);
-        let w = 0;
-        while (w < r) w += writeSync(dstFd, buf, w, r - w, pos + w);
+        const r = await preadAsync(srcFd, buf, 0, want, pos);
+        await writeAll(dstFd, buf.subarray(0, r), pos);
         n = r;
       }
       if (n === 0) { dataEnd = pos; break; }
       pos += n;
-      if (pos < dataEnd) await yieldLoop();
     }
     off = Math.max(dataEnd, off + 1);
-    await yieldLoop();
   }
   ftruncateSync(dstFd, size);
 }

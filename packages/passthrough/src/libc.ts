@@ -3,8 +3,9 @@
  * one function per call, each loaded lazily on first use and each throwing an `FsError`
  * with the real errno (`koffi.errno()`) and the call's name as `syscall`. On a platform
  * without a call the function throws ENOSYS (or EOPNOTSUPP for a missing feature), never
- * crashes. Everything here is synchronous: a koffi call costs ~2.4 µs against ~80 µs for
- * `fs.promises.lstat` on this machine (see `bench/fstatat.mjs`), and the calls only ever
+ * crashes. Metadata calls are synchronous: a koffi call costs ~2.4 µs against ~80 µs for
+ * `fs.promises.lstat` on this machine (see `bench/fstatat.mjs`); the data calls that can wait
+ * on a disk (`fallocateAsync`, `copyFileRangeAsync`) run on libuv's pool. The calls only ever
  * touch host paths, never a FUSE mount served by this process.
  *
  * Linux x86-64/arm64 layouts: `struct statx` (arch independent), `struct statvfs` and
@@ -379,6 +380,35 @@ export function lremovexattr(path: string, name: string, follow = false): void {
 /** `fallocate(fd, mode, offset, len)`. */
 export function fallocate(fd: number, mode: number, offset: number, len: number): void {
   check(fn('fallocate', 'int fallocate(int fd, int mode, int64_t offset, int64_t len)')(fd, mode, offset, len), 'fallocate');
+}
+
+/**
+ * Call `f` on libuv's pool (koffi `.async`, N-API async work): the non-negative result, or an
+ * `FsError` with the errno the worker thread saw (koffi ≥ 3.2 hands it to the callback).
+ */
+function callAsync(f: Fn, syscall: string, args: unknown[]): Promise<number> {
+  return new Promise((resolve, reject) => {
+    (f as unknown as { async: (...a: unknown[]) => void }).async(...args, (e: unknown, r: unknown) => {
+      if (e) { reject(e); return; }
+      const n = Number(r);
+      if (n < 0) reject(FsError.bare(codeOf(koffi.errno()) ?? 'EIO', { syscall }));
+      else resolve(n);
+    });
+  });
+}
+
+/** `fallocate` on libuv's pool (allocating or zeroing a range can wait on the disk). */
+export async function fallocateAsync(fd: number, mode: number, offset: number, len: number): Promise<void> {
+  await callAsync(fn('fallocate', 'int fallocate(int fd, int mode, int64_t offset, int64_t len)'), 'fallocate', [fd, mode, offset, len]);
+}
+
+/** `copy_file_range` on libuv's pool (offsets in buffers of its own); resolves bytes copied. */
+export function copyFileRangeAsync(fdIn: number, offIn: number, fdOut: number, offOut: number, len: number, flags: number): Promise<number> {
+  const f = fn('copy_file_range', 'intptr_t copy_file_range(int fd_in, void *off_in, int fd_out, void *off_out, size_t len, unsigned int flags)');
+  const offs = Buffer.alloc(16);
+  offs.writeBigInt64LE(BigInt(offIn), 0);
+  offs.writeBigInt64LE(BigInt(offOut), 8);
+  return callAsync(f, 'copy_file_range', [fdIn, offs.subarray(0, 8), fdOut, offs.subarray(8), len, flags]);
 }
 
 /** `lseek(fd, offset, whence)` (SEEK_DATA = 3, SEEK_HOLE = 4 on Linux). */

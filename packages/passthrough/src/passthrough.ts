@@ -36,11 +36,14 @@
  * Permissions: when `checkPermissions` (default), requests are checked against the request
  * context with core's `mayAccess`/`checkAccess`/`checkSticky` before the host call (the host
  * checks only the process's own credentials), and created objects belong to the caller
- * (mapped container→host). Everything is synchronous inside each operation (koffi calls cost
- * ~2.4 µs, `fs.promises.lstat` ~80 µs here); only copy-up data copies yield.
+ * (mapped container→host). Metadata is synchronous inside each operation (koffi calls cost
+ * ~2.4 µs, `fs.promises.lstat` ~80 µs here). Data calls — read, write, fsync, fallocate,
+ * copy_file_range and copy-up data copies — run on libuv's pool and never block the event
+ * loop; a handle's descriptor is closed only once its data calls in flight are done.
  */
-import { closeSync, fdatasyncSync, fsyncSync, ftruncateSync, readSync, readdirSync, realpathSync, writeSync } from 'node:fs';
+import { closeSync, ftruncateSync, readdirSync, realpathSync } from 'node:fs';
 import * as nodePath from 'node:path';
+import { fsyncAsync, readFull, writeAll } from './data-io.js';
 import {
   AccessMode, FsError, InodeTable, OCI_OPAQUE_MARKER, OCI_WHITEOUT_PREFIX, OPAQUE_XATTR,
   OPAQUE_XATTR_FUSE_OVERLAYFS, OPAQUE_XATTR_USER, OpenFlags, ROOT_INO, RenameFlags, S_IFCHR,
@@ -103,7 +106,14 @@ interface Target {
   readonly path?: string;
 }
 
-interface FileHandle { readonly kind: 'file'; readonly ino: number; readonly fd: number; readonly flags: number }
+/** An open file: its descriptor, and the data calls in flight on it (the pool holds `fd`). */
+interface FileHandle {
+  readonly kind: 'file'; readonly ino: number; readonly fd: number; readonly flags: number;
+  /** Data calls in flight; the descriptor is closed only once this is back to 0. */
+  busy: number;
+  /** Resolvers of those waiting for `busy` to reach 0 (release, destroy). */
+  drained?: (() => void)[];
+}
 interface ListEntry { readonly name: string; readonly stored: string; readonly ino: number; readonly type: FileType; readonly whiteout: boolean; readonly st?: HostStat }
 
 /** FileType of each `d_type` that needs no stat to tell (char devices may be whiteouts). */
@@ -1069,7 +1079,7 @@ export class PassthroughLayer implements Layer {
     if ((flags & OpenFlags.O_TRUNC) && ctx.uid !== 0 && this.options.checkPermissions && (fst.mode & (S_ISUID | S_ISGID))) {
       libc.fchmodat(AT_FDCWD, procFd(fd), killPriv(fst.mode) & 0o7777, 0);
     }
-    return { fh: this.addHandle({ kind: 'file', ino, fd, flags }) };
+    return { fh: this.addHandle({ kind: 'file', ino, fd, flags, busy: 0 }) };
   }
 
   /**
@@ -1102,7 +1112,7 @@ export class PassthroughLayer implements Layer {
       const fd = libc.openat(d.fd, existing.stored, PassthroughLayer.hostOpenFlags(flags, existing.st.mode & S_IFMT) | O.NOFOLLOW);
       const fst = libc.statx(fd, '', AT_EMPTY_PATH);
       const entry = this.entryFor(fst, join(d.path, existing.stored), existing.whiteout);
-      return { fh: this.addHandle({ kind: 'file', ino: entry.ino, fd, flags }), entry };
+      return { fh: this.addHandle({ kind: 'file', ino: entry.ino, fd, flags, busy: 0 }), entry };
     }
     this.checkNewName(name);
     this.ro();
@@ -1113,7 +1123,7 @@ export class PassthroughLayer implements Layer {
     try {
       const st = this.settle(d.fd, name, want, false);
       const entry = this.entryFor(st, join(d.path, name), false);
-      return { fh: this.addHandle({ kind: 'file', ino: entry.ino, fd, flags: flags & ~OpenFlags.O_TRUNC }), entry };
+      return { fh: this.addHandle({ kind: 'file', ino: entry.ino, fd, flags: flags & ~OpenFlags.O_TRUNC, busy: 0 }), entry };
     } catch (e) {
       closeSync(fd);
       throw e;
@@ -1132,41 +1142,55 @@ export class PassthroughLayer implements Layer {
     return h;
   }
 
-  /** Read up to `length` bytes at `position`; short at end of file. */
+  /**
+   * Run the data call `f` on the handle's descriptor, counting it in flight so that `release`
+   * and `destroy` close the descriptor only after the pool is done with it (a number closed
+   * and reused under a queued call would read or write another file).
+   */
+  private async withData<T>(h: FileHandle, syscall: string, f: (fd: number) => Promise<T>): Promise<T> {
+    h.busy++;
+    try {
+      return await f(h.fd);
+    } catch (e) {
+      throw toLayerError(e, syscall);
+    } finally {
+      if (--h.busy === 0 && h.drained) {
+        const waiting = h.drained;
+        h.drained = undefined;
+        for (const resolve of waiting) resolve();
+      }
+    }
+  }
+
+  /** Resolves once no data call is in flight on `h`. */
+  private static drained(h: FileHandle): Promise<void> {
+    if (h.busy === 0) return Promise.resolve();
+    return new Promise((resolve) => { (h.drained ??= []).push(resolve); });
+  }
+
+  /** Read up to `length` bytes at `position` (on libuv's pool); short at end of file. */
   async read(_ctx: RequestContext, ino: number, fh: number, length: number, position: number): Promise<Uint8Array> {
     const h = this.fileHandle(ino, fh);
     if (position < 0 || length < 0) throw err('EINVAL');
-    const buf = Buffer.allocUnsafe(length);
-    let got = 0;
-    try {
-      while (got < length) {
-        const n = readSync(h.fd, buf, got, length - got, position + got);
-        if (n === 0) break;
-        got += n;
-      }
-    } catch (e) {
-      if ((e as { code?: string }).code === 'EAGAIN' && got > 0) return buf.subarray(0, got);
-      throw toLayerError(e, 'read');
-    }
-    return buf.subarray(0, got);
+    return this.withData(h, 'read', (fd) => readFull(fd, length, position));
   }
 
-  /** Write `data` at `position` (at the end for O_APPEND handles); returns bytes written. */
+  /**
+   * Write `data` at `position` (at the end for O_APPEND handles) on libuv's pool; returns
+   * bytes written. `data` is only read until the returned promise settles.
+   */
   async write(ctx: RequestContext, ino: number, fh: number, data: Uint8Array, position: number): Promise<number> {
     const h = this.fileHandle(ino, fh);
     if (position < 0) throw err('EINVAL');
     this.ro();
-    let done = 0;
-    try {
-      while (done < data.length) done += writeSync(h.fd, data, done, data.length - done, position + done);
-    } catch (e) {
-      throw toLayerError(e, 'write');
-    }
-    if (done > 0 && ctx.uid !== 0 && this.options.checkPermissions) {
-      const st = this.statHandle(h);
-      if (st.mode & S_ISUID || (st.mode & (S_ISGID | 0o010)) === (S_ISGID | 0o010)) libc.fchmodat(AT_FDCWD, procFd(h.fd), killPriv(st.mode) & 0o7777, 0);
-    }
-    return done;
+    return this.withData(h, 'write', async (fd) => {
+      const done = await writeAll(fd, data, position);
+      if (done > 0 && ctx.uid !== 0 && this.options.checkPermissions) {
+        const st = this.statHandle(h);
+        if (st.mode & S_ISUID || (st.mode & (S_ISGID | 0o010)) === (S_ISGID | 0o010)) libc.fchmodat(AT_FDCWD, procFd(fd), killPriv(st.mode) & 0o7777, 0);
+      }
+      return done;
+    });
   }
 
   /** Validate the handle (data goes straight to the host). */
@@ -1174,21 +1198,18 @@ export class PassthroughLayer implements Layer {
     this.fileHandle(ino, fh);
   }
 
-  /** Close the handle's descriptor. */
+  /** Close the handle's descriptor (after the data calls in flight on it finish). */
   async release(_ctx: RequestContext, ino: number, fh: number): Promise<void> {
     const h = this.fileHandle(ino, fh);
     this.handles.delete(fh);
+    await PassthroughLayer.drained(h);
     closeSync(h.fd);
   }
 
-  /** fsync / fdatasync the handle's descriptor. */
+  /** fsync / fdatasync the handle's descriptor (on libuv's pool). */
   async fsync(_ctx: RequestContext, ino: number, fh: number, datasync: boolean): Promise<void> {
     const h = this.fileHandle(ino, fh);
-    try {
-      if (datasync) fdatasyncSync(h.fd); else fsyncSync(h.fd);
-    } catch (e) {
-      throw toLayerError(e, 'fsync');
-    }
+    await this.withData(h, 'fsync', (fd) => fsyncAsync(fd, datasync));
   }
 
   /**
@@ -1278,7 +1299,7 @@ export class PassthroughLayer implements Layer {
   async fsyncdir(_ctx: RequestContext, ino: number, fh: number, _datasync: boolean): Promise<void> {
     this.dirHandle(ino, fh);
     const fd = libc.openat(AT_FDCWD, procFd(this.dir(ino).fd), O.RDONLY | O.DIRECTORY);
-    try { fsyncSync(fd); } catch (e) { throw toLayerError(e, 'fsync'); } finally { closeSync(fd); }
+    try { await fsyncAsync(fd, false); } catch (e) { throw toLayerError(e, 'fsync'); } finally { closeSync(fd); }
   }
 
   /** statvfs of the host filesystem holding `ino`. */
@@ -1348,12 +1369,12 @@ export class PassthroughLayer implements Layer {
     if (this.options.checkPermissions) checkAccess(this.view(st), ctx, mask);
   }
 
-  /** fallocate on the handle's descriptor (host semantics and errnos). */
+  /** fallocate on the handle's descriptor, on libuv's pool (host semantics and errnos). */
   async fallocate(_ctx: RequestContext, ino: number, fh: number, mode: number, offset: number, length: number): Promise<void> {
     const h = this.fileHandle(ino, fh);
     if (offset < 0 || length <= 0) throw err('EINVAL');
     this.ro();
-    libc.fallocate(h.fd, mode, offset, length);
+    await this.withData(h, 'fallocate', (fd) => libc.fallocateAsync(fd, mode, offset, length));
   }
 
   /** lseek on the handle's descriptor (SEEK_DATA / SEEK_HOLE as the host finds them). */
@@ -1363,7 +1384,7 @@ export class PassthroughLayer implements Layer {
     return libc.lseek(h.fd, offset, whence);
   }
 
-  /** copy_file_range between two handles of this layer. */
+  /** copy_file_range between two handles of this layer, on libuv's pool. */
   async copyFileRange(
     _ctx: RequestContext, inoIn: number, fhIn: number, offIn: number,
     inoOut: number, fhOut: number, offOut: number, length: number, flags: number,
@@ -1372,15 +1393,18 @@ export class PassthroughLayer implements Layer {
     const ho = this.fileHandle(inoOut, fhOut);
     if (offIn < 0 || offOut < 0 || length < 0) throw err('EINVAL');
     this.ro();
-    return libc.copyFileRange(hi.fd, offIn, ho.fd, offOut, length, flags);
+    return this.withData(hi, 'copy_file_range', (fdIn) => this.withData(ho, 'copy_file_range',
+      (fdOut) => libc.copyFileRangeAsync(fdIn, offIn, fdOut, offOut, length, flags)));
   }
 
-  /** Close every handle and descriptor. Idempotent. */
+  /** Close every handle and descriptor (file descriptors once their data calls finish). Idempotent. */
   async destroy(): Promise<void> {
     if (this.destroyed) return;
     this.destroyed = true;
-    for (const h of this.handles.values()) if (h.kind === 'file') { try { closeSync(h.fd); } catch { /* closed */ } }
+    const files = [...this.handles.values()].filter((h): h is FileHandle => h.kind === 'file');
     this.handles.clear();
+    await Promise.all(files.map((h) => PassthroughLayer.drained(h)));
+    for (const h of files) { try { closeSync(h.fd); } catch { /* closed */ } }
     for (const r of this.table.records()) {
       if (r.value.orphanFd !== undefined) { try { closeSync(r.value.orphanFd); } catch { /* closed */ } }
     }

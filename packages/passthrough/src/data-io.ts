@@ -1,0 +1,60 @@
+/**
+ * Data I/O off the JS thread: positioned reads and writes of whole buffers through libuv's
+ * pool (`fs.read`/`fs.write` with callbacks — cheaper per call than `FileHandle` here, see
+ * the README), fsync/fdatasync the same way. A data call can wait on a disk (or on a slow
+ * host filesystem) for milliseconds; when layerfs serves a FUSE mount from its one JS thread
+ * every other request would wait behind it, so none of these ever runs synchronously. The
+ * descriptors are host files only: the pool must never be sent into a mount served by this
+ * process (see the fuse README, "libuv pool").
+ */
+import { fdatasync, fsync, read, write } from 'node:fs';
+
+/** `pread` on the pool; resolves the count read (0 at end of file). */
+export function preadAsync(fd: number, buf: Uint8Array, offset: number, length: number, position: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    read(fd, buf, offset, length, position, (e, n) => (e ? reject(e) : resolve(n)));
+  });
+}
+
+/** `pwrite` on the pool; resolves the count written. */
+export function pwriteAsync(fd: number, buf: Uint8Array, offset: number, length: number, position: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    write(fd, buf, offset, length, position, (e, n) => (e ? reject(e) : resolve(n)));
+  });
+}
+
+/**
+ * Read up to `length` bytes at `position` into a fresh buffer, looping over short reads until
+ * `length` or end of file. An `EAGAIN` (non-blocking fifo or device) after some data ends the
+ * read with what was got; before any data it is thrown.
+ */
+export async function readFull(fd: number, length: number, position: number): Promise<Buffer> {
+  const buf = Buffer.allocUnsafe(length);
+  let got = 0;
+  while (got < length) {
+    let n: number;
+    try {
+      n = await preadAsync(fd, buf, got, length - got, position + got);
+    } catch (e) {
+      if ((e as { code?: string }).code === 'EAGAIN' && got > 0) break;
+      throw e;
+    }
+    if (n === 0) break;
+    got += n;
+  }
+  return got === length ? buf : buf.subarray(0, got);
+}
+
+/** Write all of `data` at `position`, looping over short writes; resolves `data.length`. */
+export async function writeAll(fd: number, data: Uint8Array, position: number): Promise<number> {
+  let done = 0;
+  while (done < data.length) done += await pwriteAsync(fd, data, done, data.length - done, position + done);
+  return done;
+}
+
+/** fsync (or fdatasync) on the pool. */
+export function fsyncAsync(fd: number, datasync: boolean): Promise<void> {
+  return new Promise((resolve, reject) => {
+    (datasync ? fdatasync : fsync)(fd, (e) => (e ? reject(e) : resolve()));
+  });
+}
