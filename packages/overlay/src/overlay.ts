@@ -54,7 +54,7 @@ export interface OverlayOptions {
    * How many inodes whose every lookup was forgotten stay cached (with the layer lookups
    * they hold), as the kernel's dentry cache keeps unused dentries: the next lookup of the
    * name needs no layer call. Directories and other objects are counted apart (each up to
-   * this many). `dropCaches()` releases them. Default: 32768; 0 disables.
+   * this many). `dropCaches()` releases them. Default: 16384; 0 disables.
    */
   inodeCache?: number;
 }
@@ -96,8 +96,8 @@ interface Resolution {
 
 /** An overlay inode. */
 class OvlNode {
-  /** Live children by name (directories), for lookups without layer calls. */
-  readonly children = new Map<string, OvlNode>();
+  /** Live children by name (directories; other types share one empty map), for lookups without layer calls. */
+  readonly children: Map<string, OvlNode>;
   /** Other names of the same object (hard links): not pinned. */
   aliases: Array<{ parent: OvlNode; name: string }> = [];
   /** The primary name was removed (unlink, rmdir, rename over it). */
@@ -130,8 +130,13 @@ class OvlNode {
     public upper: RealRef | undefined,
     public lowers: RealRef[],
     public opaque: boolean,
-  ) {}
+  ) {
+    this.children = type === 'directory' ? new Map() : NO_CHILDREN;
+  }
 }
+
+/** The children map of every non-directory: always empty (only directories get children). */
+const NO_CHILDREN: Map<string, OvlNode> = new Map();
 
 interface FileHandleState {
   readonly node: OvlNode;
@@ -255,7 +260,7 @@ export class OverlayFs implements Filesystem {
     this.m = o.mounter ?? processContext(0);
     this.checkPerms = o.checkPermissions ?? true;
     this.destroyLayers = o.destroyLayers ?? false;
-    this.cacheMax = Math.max(0, o.inodeCache ?? 32768);
+    this.cacheMax = Math.max(0, o.inodeCache ?? 16384);
     const reals = this.layers.map((layer, idx): RealRef => ({ layer, idx, ino: layer.rootIno, attrIno: 0, pinned: true }));
     const upperRoot = config.upper ? reals[0] : undefined;
     const lowerRoots = config.upper ? reals.slice(1) : reals;
@@ -637,6 +642,7 @@ export class OverlayFs implements Filesystem {
       const cached = p.children.get(name);
       if (cached && this.table.get(cached.ino)?.value === cached) {
         this.ref(cached);
+        await this.makePrimary(cached, p, name);
         return cached;
       }
       // Lookups do not wait for a change in progress (a long copy-up must not stall them):
@@ -657,8 +663,28 @@ export class OverlayFs implements Filesystem {
 
   private async attachFound(p: OvlNode, name: string, res: Resolution): Promise<OvlNode> {
     const { node, created } = this.attachResolution(p, name, res);
-    if (!created) await this.releaseResolution(res);
+    if (!created) {
+      await this.releaseResolution(res);
+      await this.makePrimary(node, p, name);
+    }
     return node;
+  }
+
+  /**
+   * A lower hard link reached by another name: that name becomes its primary one (the name
+   * a copy-up will use), as a fresh node looked up by it would have, so a kept node copies up
+   * the name it was last looked up by.
+   */
+  private async makePrimary(n: OvlNode, p: OvlNode, name: string): Promise<void> {
+    if (n.upper || n.type === 'directory' || !n.parent || (n.parent === p && n.name === name)) return;
+    const oldP = n.parent;
+    n.aliases = n.aliases.filter((a) => !(a.parent === p && a.name === name));
+    if (!n.removed) n.aliases.push({ parent: oldP, name: n.name });
+    this.ref(p);
+    n.parent = p;
+    n.name = name;
+    n.removed = false;
+    await this.unref(oldP);
   }
 
   /** Lookup with the caller's checks: `p` a live directory, search permission. */
@@ -1067,6 +1093,8 @@ export class OverlayFs implements Filesystem {
     const c = p.children.get(name);
     const pa = p.attr ?? p.permAttr;
     if (!c || !c.attr || !pa || p.removed || this.table.get(c.ino)?.value !== c) return undefined;
+    // A lower hard link reached by another name than its primary one: `lookup` moves it.
+    if (!c.upper && c.type !== 'directory' && !(c.parent === p && c.name === name)) return undefined;
     validateName(name);
     if (this.checkPerms) checkAccess(pa, ctx, AccessMode.X_OK);
     this.ref(c);

@@ -115,6 +115,31 @@ const REGRESSIONS: readonly Regression[] = [
     },
   },
   {
+    // Found with the inode cache: the overlay inode of a lower hard link, kept after its
+    // lookup by one name, must copy up the name it was last looked up by (as a fresh one would).
+    name: 'writing a lower hard link by its second name copies up that name',
+    c: {
+      lowers: [{ a: { t: 'd', mode: 0o755, c: { a: { t: 'h', to: 'c' } } }, c: { t: 'f', data: '', mode: 0o644 } }, {}],
+      upper: {},
+      ops: [
+        { op: 'write', path: 'c/a', offset: 0, data: 'W' },
+        { op: 'writeFile', path: 'a/a', data: 'new' },
+      ],
+    },
+  },
+  {
+    name: 'writing a lower hard link by its first name after reading it by the second copies up the first',
+    c: {
+      lowers: [{ a: { t: 'd', mode: 0o755, c: { c: { t: 'f', data: '', mode: 0o644 } } }, c: { t: 'h', to: 'a/c' } }, {}],
+      upper: {},
+      ops: [
+        { op: 'writeFile', path: 'c/a', data: 'new' },
+        { op: 'readFile', path: 'a/c' },
+        { op: 'write', path: 'c', offset: 0, data: 'W' },
+      ],
+    },
+  },
+  {
     name: 'copy-up of a file keeps its parent directory mtime',
     proj: { dirTimes: true },
     c: {
