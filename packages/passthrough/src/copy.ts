@@ -6,7 +6,8 @@
  * and the size is set last. Both descriptors are addressed through `/proc/self/fd/N` on Linux,
  * so the copy reaches exactly the inodes the layer resolved, whatever their path length.
  * Every data call (`copy_file_range`, read, write) runs on libuv's pool, never on the JS
- * thread; only the `lseek`/`fstat`/`ftruncate` metadata calls are synchronous.
+ * thread; only the `lseek`/`fstat`/`ftruncate` metadata calls are synchronous. A device pair
+ * whose clone was refused as unsupported is remembered, so later copies skip the attempt.
  */
 import { constants, promises as fsp, fstatSync, ftruncateSync } from 'node:fs';
 import { FsError, toFsError } from '@layerfs/core';
@@ -20,6 +21,13 @@ const CHUNK = 8 << 20;
 /** How `copyData` copied: by cloning extents, or by streaming the data segments. */
 export type CopyMethod = 'clone' | 'stream';
 
+/**
+ * Device pairs (`"<src dev>:<dst dev>"`) where a clone was refused as unsupported (EOPNOTSUPP,
+ * ENOTSUP, EXDEV, ENOSYS): a property of the two filesystems, so later copies between them go
+ * straight to the streamed copy instead of paying a failed clone (a pool round trip) each.
+ */
+const noClone = new Set<string>();
+
 function fdPath(fd: number): string {
   return process.platform === 'darwin' ? `/dev/fd/${fd}` : `/proc/self/fd/${fd}`;
 }
@@ -29,8 +37,10 @@ function fdPath(fd: number): string {
  * the destination's mode (a clone through libuv would copy the source's). Returns how.
  */
 export async function copyData(srcFd: number, dstFd: number, options: { allowClone?: boolean } = {}): Promise<CopyMethod> {
-  const dstMode = fstatSync(dstFd).mode & 0o7777;
-  if (options.allowClone ?? true) {
+  const dst = fstatSync(dstFd);
+  const dstMode = dst.mode & 0o7777;
+  const pair = `${fstatSync(srcFd).dev}:${dst.dev}`;
+  if ((options.allowClone ?? true) && !noClone.has(pair)) {
     try {
       await fsp.copyFile(fdPath(srcFd), fdPath(dstFd), constants.COPYFILE_FICLONE_FORCE);
       const after = fstatSync(dstFd).mode & 0o7777;
@@ -41,6 +51,7 @@ export async function copyData(srcFd: number, dstFd: number, options: { allowClo
       if (code !== 'ENOTSUP' && code !== 'EOPNOTSUPP' && code !== 'EXDEV' && code !== 'EINVAL' && code !== 'ENOSYS' && code !== 'ETXTBSY') {
         throw toFsError(e, { syscall: 'copyfile' });
       }
+      if (code !== 'EINVAL' && code !== 'ETXTBSY') noClone.add(pair);
     }
   }
   await streamSparse(srcFd, dstFd);

@@ -7,7 +7,7 @@
  * descriptors are host files only: the pool must never be sent into a mount served by this
  * process (see the fuse README, "libuv pool").
  */
-import { fdatasync, fsync, read, write } from 'node:fs';
+import { fdatasync, fstatSync, fsync, read, write } from 'node:fs';
 
 /** `pread` on the pool; resolves the count read (0 at end of file). */
 export function preadAsync(fd: number, buf: Uint8Array, offset: number, length: number, position: number): Promise<number> {
@@ -25,8 +25,10 @@ export function pwriteAsync(fd: number, buf: Uint8Array, offset: number, length:
 
 /**
  * Read up to `length` bytes at `position` into a fresh buffer, looping over short reads until
- * `length` or end of file. An `EAGAIN` (non-blocking fifo or device) after some data ends the
- * read with what was got; before any data it is thrown.
+ * `length` or end of file. A short read of a regular file that reached its size (one
+ * synchronous `fstat`, a metadata call) ends the read without another trip through the pool.
+ * An `EAGAIN` (non-blocking fifo or device) after some data ends the read with what was got;
+ * before any data it is thrown.
  */
 export async function readFull(fd: number, length: number, position: number): Promise<Buffer> {
   const buf = Buffer.allocUnsafe(length);
@@ -41,6 +43,10 @@ export async function readFull(fd: number, length: number, position: number): Pr
     }
     if (n === 0) break;
     got += n;
+    if (got < length) {
+      const st = fstatSync(fd);
+      if (st.isFile() && position + got >= st.size) break;
+    }
   }
   return got === length ? buf : buf.subarray(0, got);
 }

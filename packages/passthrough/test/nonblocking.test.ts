@@ -107,8 +107,8 @@ describe.skipIf(skip)('data calls leave the event loop free (needs root and /dev
     events = [];
     const e = await layer!.lookup(ctx, ROOT_INO, 'slow-read');
     const h = await layer!.open(ctx, e.ino, OpenFlags.O_RDONLY);
-    // Past the end: one pread gets the last 256 KiB, a second one (on the same descriptor)
-    // sees the end of file — a descriptor closed under it would fail that one with EBADF.
+    // Past the end: the pread gets the last 256 KiB, then the layer still needs the descriptor
+    // to tell end of file — a descriptor closed under the read would fail it with EBADF.
     const reading = layer!.read(ctx, e.ino, h.fh, 512 << 10, 768 << 10).then((d) => { events.push('read done'); return d; });
     const releasing = layer!.release(ctx, e.ino, h.fh).then(() => { events.push('released'); });
     const [data] = await Promise.all([reading, releasing]);
