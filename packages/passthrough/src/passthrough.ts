@@ -1110,7 +1110,12 @@ export class PassthroughLayer implements Layer {
       if (isDirMode(existing.st.mode)) throw err('EISDIR');
       this.checkOpen(ctx, existing.st, flags);
       const fd = libc.openat(d.fd, existing.stored, PassthroughLayer.hostOpenFlags(flags, existing.st.mode & S_IFMT) | O.NOFOLLOW);
-      const fst = libc.statx(fd, '', AT_EMPTY_PATH);
+      let fst = libc.statx(fd, '', AT_EMPTY_PATH);
+      if ((flags & OpenFlags.O_TRUNC) && ctx.uid !== 0 && this.options.checkPermissions && (fst.mode & (S_ISUID | S_ISGID))) {
+        // A truncating open by an unprivileged caller drops set-id bits, as in `open`.
+        libc.fchmodat(AT_FDCWD, procFd(fd), killPriv(fst.mode) & 0o7777, 0);
+        fst = libc.statx(fd, '', AT_EMPTY_PATH);
+      }
       const entry = this.entryFor(fst, join(d.path, existing.stored), existing.whiteout);
       return { fh: this.addHandle({ kind: 'file', ino: entry.ino, fd, flags, busy: 0 }), entry };
     }

@@ -307,6 +307,25 @@ describe('files', () => {
     await L.release(ctx, n.entry.ino, n.fh);
   });
 
+  it.skipIf(process.getuid?.() !== 0)('a truncating open or create of an existing set-id file by its unprivileged owner drops the set-id bits (needs root to chown)', async () => {
+    fs.chmodSync(B, 0o755);
+    fs.writeFileSync(`${B}/s`, 'data');
+    fs.chownSync(`${B}/s`, 1000, 1000);
+    fs.chmodSync(`${B}/s`, 0o6755);
+    const s = await walk(L, 's');
+    const o = await L.open(user, s, OpenFlags.O_WRONLY | OpenFlags.O_TRUNC);
+    await L.release(user, s, o.fh);
+    expect(fs.statSync(`${B}/s`).mode & 0o7777).toBe(0o755);
+    expect(fs.statSync(`${B}/s`).size).toBe(0);
+    fs.writeFileSync(`${B}/s`, 'data');
+    fs.chmodSync(`${B}/s`, 0o6755);
+    const c = await L.create(user, ROOT_INO, 's', 0o644, OpenFlags.O_WRONLY | OpenFlags.O_CREAT | OpenFlags.O_TRUNC);
+    await L.release(user, c.entry.ino, c.fh);
+    expect(c.entry.attr.mode & 0o7777).toBe(0o755);
+    expect(fs.statSync(`${B}/s`).mode & 0o7777).toBe(0o755);
+    expect(fs.statSync(`${B}/s`).size).toBe(0);
+  });
+
   it('fallocate, lseek SEEK_DATA/SEEK_HOLE and copyFileRange on the host', async () => {
     const c = await L.create(ctx, ROOT_INO, 'sparse', 0o644, OpenFlags.O_RDWR);
     const ino = c.entry.ino;
