@@ -1,94 +1,10 @@
 /**
- * Shared helpers of the fuse package's mount tests: whether real mounts can run here, temp
- * directories named `layerfs-*`, a child-process runner (tests never touch a mount with
- * synchronous calls from the serving process), and a Filesystem wrapper that records calls.
+ * Helpers of the fuse package's mount tests: the shared ones from `@layerfs/testkit`, and
+ * `mountSkip` (true when real mounts cannot run here; RUN_MOUNT_TESTS=1 forces them).
  */
-import { execFile } from 'node:child_process';
-import { access, mkdtemp } from 'node:fs/promises';
-import { constants } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { promisify } from 'node:util';
-import type { Filesystem } from '@layerfs/core';
+import { canMount } from '@layerfs/testkit';
 
-const execFileP = promisify(execFile);
+export { canMount, recording, sh, shResult, tempDir, type Recorder } from '@layerfs/testkit';
 
-/** True when this process can mount FUSE filesystems (root and /dev/fuse). */
-export async function canMount(): Promise<boolean> {
-  if (process.platform !== 'linux' || process.getuid?.() !== 0) return false;
-  try { await access('/dev/fuse', constants.R_OK | constants.W_OK); return true; } catch { return false; }
-}
-
-/** Skip reason for mount tests, or undefined when they can run (RUN_MOUNT_TESTS=1 forces them). */
+/** True when mount tests must be skipped (no root or no /dev/fuse); RUN_MOUNT_TESTS=1 forces them. */
 export const mountSkip = process.env.RUN_MOUNT_TESTS === '1' ? false : !(await canMount());
-
-/**
- * A fresh temp directory `layerfs-<tag>-*`. `LAYERFS_TEST_PREFIX` replaces `layerfs-` while
- * developing: another run's global teardown unmounts every `layerfs-` mount it sees, also
- * the live mounts of a test run going on at the same time.
- */
-export function tempDir(tag: string): Promise<string> {
-  return mkdtemp(join(tmpdir(), `${process.env.LAYERFS_TEST_PREFIX ?? 'layerfs-'}${tag}-`));
-}
-
-/**
- * Run a shell script in a child process; resolves with stdout (rejects with stderr on failure).
- * Never pass a `cwd` inside a mount this process serves: libuv's spawn blocks the serving
- * thread until the child has exec'd, and the child's chdir waits for it (deadlock); `cd` in
- * the script instead.
- */
-export async function sh(script: string, cwd?: string): Promise<string> {
-  const r = await execFileP('bash', ['-c', script], { cwd, maxBuffer: 64 << 20 });
-  return r.stdout;
-}
-
-/** Run a shell script; resolves with its exit code, stdout and stderr (never rejects). */
-export async function shResult(script: string, cwd?: string): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const r = await execFileP('bash', ['-c', script], { cwd, maxBuffer: 64 << 20 });
-    return { code: 0, stdout: r.stdout, stderr: r.stderr };
-  } catch (e) {
-    const x = e as { code?: number; stdout?: string; stderr?: string };
-    return { code: typeof x.code === 'number' ? x.code : 1, stdout: x.stdout ?? '', stderr: x.stderr ?? '' };
-  }
-}
-
-/** Calls recorded by `recording()`. */
-export interface Recorder {
-  /** Sizes of every write, in order. */
-  readonly writeSizes: number[];
-  /** Calls by operation name. */
-  readonly calls: Record<string, number>;
-  /** Most calls in flight at once. */
-  maxConcurrent: number;
-  /** Delay added to every read and write (ms); may be changed at any time. */
-  delayMs: number;
-}
-
-/**
- * Wrap a Filesystem so every call is counted, write sizes recorded, and (optionally) reads
- * and writes delayed by `delayMs`, to make concurrency observable.
- */
-export function recording<T extends Filesystem>(fs: T, delayMs = 0): { fs: T; rec: Recorder } {
-  const rec: Recorder = { writeSizes: [], calls: {}, maxConcurrent: 0, delayMs };
-  let inFlight = 0;
-  const proxy = new Proxy(fs, {
-    get(target, prop, receiver) {
-      const v = Reflect.get(target, prop, receiver) as unknown;
-      if (typeof v !== 'function' || typeof prop !== 'string') return v;
-      return async (...args: unknown[]) => {
-        rec.calls[prop] = (rec.calls[prop] ?? 0) + 1;
-        if (prop === 'write') rec.writeSizes.push((args[3] as Uint8Array).length);
-        inFlight++;
-        rec.maxConcurrent = Math.max(rec.maxConcurrent, inFlight);
-        try {
-          if (rec.delayMs && (prop === 'read' || prop === 'write')) await new Promise((r) => setTimeout(r, rec.delayMs));
-          return await (v as (...a: unknown[]) => unknown).apply(target, args);
-        } finally {
-          inFlight--;
-        }
-      };
-    },
-  });
-  return { fs: proxy, rec };
-}

@@ -11,3 +11,4 @@ export * from './invariants.js';
 export * from './model.js';
 export * from './conformance.js';
 export * from './host-model.js';
+export * from './mount-testing.js';
