@@ -247,7 +247,11 @@ export class PassthroughLayer implements Layer {
 
   /** Async form of the constructor (same result). */
   static async open(root: string, options: PassthroughOptions = {}): Promise<PassthroughLayer> {
-    return new PassthroughLayer(root, options);
+    try {
+      return new PassthroughLayer(root, options);
+    } catch (e) {
+      throw toFsError(e, { path: root, detail: 'cannot open the layer directory' });
+    }
   }
 
   // ---- bookkeeping -----------------------------------------------------------------------

@@ -240,3 +240,12 @@ describe('forget releases what an inode held', () => {
     await L.forget(ctx, a, 1);
   });
 });
+
+describe('opening a layer', () => {
+  it('names the directory when it cannot be opened', async () => {
+    const missing = `/nonexistent-${process.pid}/layer`;
+    await expect(PassthroughLayer.open(missing)).rejects.toMatchObject({
+      code: 'ENOENT', path: missing, message: expect.stringContaining(missing),
+    });
+  });
+});
