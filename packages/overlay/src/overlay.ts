@@ -112,6 +112,12 @@ class OvlNode {
   shown: Attr | undefined;
   shownFrom: Attr | undefined;
   attrVersion = 0;
+  /**
+   * The inode number reported (`Attr.ino`, `d_ino`): the ino its identity `key` packs to.
+   * It differs from `ino` (the table key callers hold) only after copy-up broke a hard link:
+   * the node then reports its upper identity while callers keep using `ino`.
+   */
+  shownIno: number;
   /** Directory: the upper is marked "impure" (may hold objects with an origin). */
   impure: boolean | undefined;
   copying: Promise<void> | undefined;
@@ -132,6 +138,7 @@ class OvlNode {
     public opaque: boolean,
   ) {
     this.children = type === 'directory' ? new Map() : NO_CHILDREN;
+    this.shownIno = ino;
   }
 }
 
@@ -391,9 +398,10 @@ export class OverlayFs implements Filesystem {
     return ino;
   }
 
-  /** The ino an object with identity `key` has, or will have when looked up. */
+  /** The ino an object with identity `key` reports, or will report when looked up. */
   private inoForKey(key: string): number {
-    return this.table.byIdentity(key) ?? this.preferredIno(key);
+    const ino = this.table.byIdentity(key);
+    return ino !== undefined ? this.table.require(ino).value.shownIno : this.preferredIno(key);
   }
 
   /** Take one overlay lookup on `n` (a cached inode's lookup is handed over). */
@@ -467,7 +475,7 @@ export class OverlayFs implements Filesystem {
   private present(n: OvlNode, a: Attr): Attr {
     if (n.shownFrom === a && n.shown) return n.shown;
     const shown: Attr = {
-      ino: n.ino, dev: this.dev, mode: a.mode, nlink: this.isMerged(n) ? 1 : a.nlink, uid: a.uid, gid: a.gid,
+      ino: n.shownIno, dev: this.dev, mode: a.mode, nlink: this.isMerged(n) ? 1 : a.nlink, uid: a.uid, gid: a.gid,
       rdev: a.rdev, size: a.size, blocks: a.blocks, blksize: a.blksize, atime: a.atime, mtime: a.mtime, ctime: a.ctime,
       ...(a.birthtime !== undefined ? { birthtime: a.birthtime } : {}),
     };
@@ -613,11 +621,14 @@ export class OverlayFs implements Filesystem {
     const existingIno = this.table.byIdentity(key);
     const existing = existingIno !== undefined ? this.table.get(existingIno)?.value : undefined;
     if (existing && !this.sameObject(existing, res)) key = `${key}#${res.upper ? `u${res.upper.attrIno}` : 'l'}`;
+    const shown = this.table.byIdentity(key) === undefined ? this.preferredIno(key) : undefined;
     const { record, created } = this.table.acquire(key, (ino) => new OvlNode(
       ino, key, res.type, p, name, res.upper, res.lowers, res.opaque,
-    ), 1, this.table.byIdentity(key) === undefined ? this.preferredIno(key) : undefined);
+    ), 1, shown);
     if (created) {
-      if (!this.fallbackInos.has(key) && record.ino >= FALLBACK_INO_BASE) this.fallbackInos.set(key, record.ino);
+      // The table key differs from the reported ino only while a node whose hard link was
+      // broken by copy-up still holds this object's ino as its table key.
+      if (shown !== undefined) record.value.shownIno = shown;
       this.ref(p);
       p.children.set(name, record.value);
       record.value.attr = res.attr;
@@ -838,6 +849,9 @@ export class OverlayFs implements Filesystem {
         this.upperKeys.set(n.upper.attrIno, key);
         this.table.rekey(n.ino, key);
         n.key = key;
+        // It reports the ino of its upper identity, as it will after re-creation; callers
+        // keep its table ino, and the lower object's other names report the lower's ino.
+        n.shownIno = this.preferredIno(key);
         await this.breakLinks(n, parent, name);
       } else {
         this.upperKeys.set(n.upper.attrIno, n.key);
@@ -1038,7 +1052,7 @@ export class OverlayFs implements Filesystem {
   /** The ino of a listed name (the same `lookup` would give). */
   private async listedIno(n: OvlNode, l: Listed): Promise<number> {
     const live = n.children.get(l.name);
-    if (live && this.table.get(live.ino)?.value === live) return live.ino;
+    if (live && this.table.get(live.ino)?.value === live) return live.shownIno;
     const top = l.top!;
     const topIsUpper = this.upper !== undefined && top.dir.idx === 0;
     if (!topIsUpper) return this.inoForKey(originKey(top.dir.idx, top.dino));
@@ -1797,7 +1811,7 @@ export class OverlayFs implements Filesystem {
         const live = h.node.children.get(e.name);
         let a: Attr | undefined;
         let merged = false;
-        if (live && this.table.get(live.ino)?.value === live && live.ino === e.ino) {
+        if (live && this.table.get(live.ino)?.value === live && live.shownIno === e.ino) {
           a = await this.realAttr(live).catch(() => undefined);
           merged = this.isMerged(live);
         } else {

@@ -13,6 +13,7 @@ import { dump, dumpHost, tree, whiteout, type TreeSpec } from '@layerfs/testkit'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PassthroughLayer } from '@layerfs/passthrough';
 import { OverlayFs, overlayFromDirs } from '../src/index.js';
+import { checkBrokenHardLinkInos } from './helpers.js';
 import type { Layer } from '@layerfs/core';
 
 const run = promisify(execFile);
@@ -148,6 +149,28 @@ describe.skipIf(!isRoot)('over host directories (root: chardev whiteouts, truste
     const names = await b.vol.readdir('/', { withFileTypes: true });
     expect(names.map((x) => x.name).sort()).toEqual(['dir', 'g']);
     await b.ov.destroy();
+  });
+
+  it('a real lower hard link broken by copy-up: inos as the kernel without index, in session and after re-creation', async () => {
+    const d = await layout([{ a: 'shared' }]);
+    await fsp.link(join(d.lower[0]!, 'a'), join(d.lower[0]!, 'b'));
+    const { ov } = await open(d);
+    try {
+      await checkBrokenHardLinkInos(ov, async () => (await open(d)).ov);
+    } finally {
+      await ov.destroy();
+    }
+    // The kernel on the same state: both names are separate objects with distinct inos.
+    if (isRoot) {
+      await kernelMount(d);
+      try {
+        const [a, b] = [await fsp.stat(join(d.mnt, 'a')), await fsp.stat(join(d.mnt, 'b'))];
+        expect(a.ino).not.toBe(b.ino);
+        expect(await fsp.readFile(join(d.mnt, 'a'), 'utf8')).toBe('shared+');
+      } finally {
+        await kernelUmount(d);
+      }
+    }
   });
 
   for (const userxattr of [false, true]) {

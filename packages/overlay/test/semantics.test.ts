@@ -4,7 +4,7 @@ import { OpenFlags, ROOT_CONTEXT, ROOT_INO, RenameFlags, Volume } from '@layerfs
 import { dump, opaque, whiteout, file, symlink } from '@layerfs/testkit';
 import { describe, expect, it } from 'vitest';
 import { OverlayFs } from '../src/index.js';
-import { expectNoLeaks, memOverlay } from './helpers.js';
+import { checkBrokenHardLinkInos, expectNoLeaks, memOverlay } from './helpers.js';
 import { USER } from './model-helpers.js';
 
 const ctx = ROOT_CONTEXT;
@@ -310,6 +310,17 @@ describe('inodes, hard links, xattrs, lookup counts', () => {
     expect(ea.ino).toBe(eb.ino);
     expect(ea.attr.nlink).toBe(2);
     await o.ov.forget(ctx, ea.ino, 2);
+    await expectNoLeaks(o);
+  });
+
+  it('a lower hard link broken by copy-up: the lower name keeps its ino, the copy reports the ino re-creation gives', async () => {
+    const o = await memOverlay([{ a: 'shared', b: 'x' }]);
+    const l = o.lowers[0]!;
+    await l.unlink(ctx, ROOT_INO, 'b');
+    const e = await l.lookup(ctx, ROOT_INO, 'a');
+    await l.forget(ctx, (await l.link(ctx, e.ino, ROOT_INO, 'b')).ino, 1);
+    await l.forget(ctx, e.ino, 1);
+    await checkBrokenHardLinkInos(o.ov, () => OverlayFs.create({ upper: o.upper, lowers: o.lowers }));
     await expectNoLeaks(o);
   });
 
