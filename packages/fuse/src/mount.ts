@@ -12,7 +12,7 @@ import { readFile } from 'node:fs/promises';
 import { resolve as resolvePath } from 'node:path';
 import {
   FsError, OpenFlags, S_IFDIR, S_IFMT, UTIME_NOW, modeOfType, UTIME_OMIT, toFsError, type Attr, type DirEntry, type Filesystem,
-  type RequestContext, type SetattrRequest, type Timespec,
+  type Entry, type RequestContext, type SetattrRequest, type Timespec,
 } from '@layerfs/core';
 import { createNativeMount, NATIVE_UTIME_SPECIAL_MS, type NativeMount, type NativeOps, type NativeStat } from './native.js';
 import { libfuseOptionString, resolveMountOptions, type MountOptions, type ResolvedMountOptions } from './options.js';
@@ -39,6 +39,8 @@ export interface MountStats {
   readonly attrCaching: boolean;
   /** Attribute invalidations sent to the kernel for other names of hard links. */
   readonly invalidations: number;
+  /** Names of a hard link that named another inode after a change through another name (copy-up broke the link) and were re-mapped. */
+  readonly relinked: number;
   /** Requests that needed the caller's credentials but were served with the mounter's (caller unknown, or `context: 'mounter'`). */
   readonly mounterContexts: number;
 }
@@ -77,6 +79,8 @@ interface OpenHandle {
   readonly entry: PathEntry;
   readonly fh: number;
   readonly dir: boolean;
+  /** A write went through it already (other names of a hard link were re-resolved then). */
+  written?: boolean;
 }
 
 const live = new Set<MountHandleImpl>();
@@ -200,6 +204,8 @@ class MountHandleImpl implements MountHandle {
   private kcache: KernelCache | undefined;
   /** Names under which the kernel got attributes of multiply linked non-directories. */
   private readonly links = new HardLinkNames(65536);
+  /** Names re-mapped by `relink` (a counter for tests). */
+  private relinked = 0;
   /** Attributes of directories as last handed to the kernel (path → attr), bounded. */
   private readonly dirAttrs = new Map<string, Attr>();
   /** Requests served with the caller's credentials / with the mounter's (counters for tests). */
@@ -223,7 +229,7 @@ class MountHandleImpl implements MountHandle {
       inFlight: this.inFlight, maxInFlight: this.maxInFlight, ops: { ...this.opCounts },
       cachedPaths: this.map.size, openHandles: this.handles.size,
       callerContexts: this.ctxHits, mounterContexts: this.ctxMisses,
-      attrCaching: this.kcache !== undefined, invalidations: this.kcache?.sent ?? 0,
+      attrCaching: this.kcache !== undefined, invalidations: this.kcache?.sent ?? 0, relinked: this.relinked,
     };
   }
 
@@ -351,17 +357,85 @@ class MountHandleImpl implements MountHandle {
     return fe.errno;
   }
 
-  /** The kernel got `a` for `path`: remember the name when the object has other links. */
-  private noteAttr(path: string, a: Attr): Attr {
-    if (!this.kcache) return a;
+  /**
+   * The kernel got `a` for `path` (table inode `ino`): remember the name when the object has
+   * other links (keyed by the table ino, as `link` and the path map are; the reported
+   * `a.ino` can differ from it, see `relink`).
+   */
+  private noteAttr(path: string, ino: number, a: Attr): Attr {
     if ((a.mode & S_IFMT) === S_IFDIR) {
+      if (!this.kcache) return a;
       if (this.dirAttrs.size >= 65536) this.dirAttrs.clear();
       this.dirAttrs.set(path, a);
     } else if (a.nlink > 1) {
-      this.links.add(a.ino, path);
+      this.links.add(ino, path);
       if (this.links.overflowed) this.stopAttrCaching();
     }
     return a;
+  }
+
+  /**
+   * Before a change through `path` that may copy object `ino` up, when it has other known
+   * names: look `path` up once more (and give that lookup back), so that a filesystem that
+   * keeps one inode for the names of a lower hard link copies up this name — OverlayFs
+   * copies up the name an inode was last looked up by, and libfuse's path is the only place
+   * that knows which name the caller used.
+   */
+  private async aim(path: string, ino: number): Promise<void> {
+    if (!this.links.namesOf(ino).some((n) => n !== path)) return;
+    const { parent, name } = splitPath(path);
+    // Bookkeeping, not the caller's request: made as the mounter (no search-permission refusal).
+    const e = await this.withIno(parent, (p) => this.fs.lookup(this.base, p, name)).catch(() => undefined);
+    if (e) await this.fs.forget(this.base, e.ino, 1).catch(() => undefined);
+  }
+
+  /**
+   * A change through `except` of object `ino` may have copied it up, which breaks a lower
+   * hard link (overlayfs without index): the other names then name another object, while
+   * the path map still maps them to `ino` (one object until then). Look each other known
+   * name up afresh (not through the path map); where it now names another inode, put that
+   * in the path map (the old entry is forgotten, or at its last unpin if a handle holds it),
+   * move the name in `links`, and drop the kernel's attributes of it. Only objects with
+   * names in `links` (nlink > 1) pay for this: one lookup per other name.
+   */
+  private async relink(ino: number | undefined, except: readonly string[]): Promise<void> {
+    if (ino === undefined) return;
+    const names = this.links.namesOf(ino).filter((n) => !except.includes(n));
+    if (names.length === 0) return;
+    const stale: string[] = [];
+    for (const other of names) {
+      const { parent, name } = splitPath(other);
+      const epoch = this.map.epoch;
+      let fresh: Entry | undefined;
+      try {
+        fresh = await this.withIno(parent, (p) => this.fs.lookup(this.base, p, name));
+      } catch {
+        fresh = undefined;
+      }
+      if (fresh === undefined) {
+        // Gone (or unreachable): nothing to keep for it.
+        this.links.drop(other);
+        stale.push(other);
+        continue;
+      }
+      const cached = this.map.peek(other);
+      if (fresh.ino === ino && (!cached || cached.ino === ino)) {
+        await this.fs.forget(this.base, fresh.ino, 1).catch(() => undefined);
+        continue;
+      }
+      // The entry (if any) under `other` is replaced and forgotten; this lookup is the new one
+      // (not cached, and the old entry dropped, when the namespace changed meanwhile).
+      if (this.map.epoch !== epoch) this.map.drop(other);
+      this.map.unpin(this.map.adopt(other, fresh.ino, epoch));
+      if ((fresh.attr.mode & S_IFMT) !== S_IFDIR && fresh.attr.nlink > 1) this.links.add(fresh.ino, other);
+      else this.links.drop(other);
+      this.relinked++;
+      stale.push(other);
+    }
+    // The changed names now name another object too (a copy-up gives a new ino and nlink),
+    // which the kernel does not refetch after every change (after setxattr or rename it
+    // only marks ctime stale): drop theirs as well.
+    if (stale.length > 0) this.kcache?.invalidate([...stale, ...except]);
   }
 
   /** Too many hard-link names to track: stop caching attributes (safe from now on). */
@@ -487,12 +561,15 @@ class MountHandleImpl implements MountHandle {
     if (fd !== undefined && this.handles.has(fd)) {
       const h = this.handle(fd);
       await this.fs.setattr(c, h.entry.ino, changes, h.fh);
+      await this.relink(h.entry.ino, [path]);
       this.changed(h.entry.ino, path);
       await this.ancestorsChanged(c, [path], false);
       return;
     }
     await this.withIno(path, async (ino) => {
+      await this.aim(path, ino);
       await this.fs.setattr(c, ino, changes);
+      await this.relink(ino, [path]);
       this.changed(ino, path);
     });
     await this.ancestorsChanged(c, [path], false);
@@ -525,12 +602,12 @@ class MountHandleImpl implements MountHandle {
           cb(0, { bsize: s!.bsize, frsize: s!.frsize, blocks: s!.blocks, bfree: s!.bfree, bavail: s!.bavail, files: s!.files, ffree: s!.ffree, favail: s!.ffree, fsid: 0, flag: 0, namemax: s!.namemax });
         }),
       getattr: (path: string, cb: (c: number, v?: NativeStat) => void) =>
-        run('getattr', path, (c) => this.withIno(path, async (ino) => this.noteAttr(path, await fs.getattr(c, ino))), (c, a) => (c ? cb(c) : cb(0, nativeStat(a!)))),
+        run('getattr', path, (c) => this.withIno(path, async (ino) => this.noteAttr(path, ino, await fs.getattr(c, ino))), (c, a) => (c ? cb(c) : cb(0, nativeStat(a!)))),
       fgetattr: (path: string, fd: number, cb: (c: number, v?: NativeStat) => void) =>
         run('fgetattr', path, async (c) => {
           const h = this.handles.get(fd);
-          if (h) return this.noteAttr(path, await fs.getattr(c, h.entry.ino, h.dir ? undefined : h.fh));
-          return this.withIno(path, async (ino) => this.noteAttr(path, await fs.getattr(c, ino)));
+          if (h) return this.noteAttr(path, h.entry.ino, await fs.getattr(c, h.entry.ino, h.dir ? undefined : h.fh));
+          return this.withIno(path, async (ino) => this.noteAttr(path, ino, await fs.getattr(c, ino)));
         }, (c, a) => (c ? cb(c) : cb(0, nativeStat(a!)))),
       flush: (path: string, fd: number, cb: (c: number) => void) =>
         run('flush', path, async (c) => { const h = this.handle(fd); await fs.flush(c, h.entry.ino, h.fh); }, cbErr(cb)),
@@ -577,20 +654,23 @@ class MountHandleImpl implements MountHandle {
         }, cbErr(cb)),
       setxattr: (path: string, name: string, value: Buffer, _position: number, flags: number, cb: (c: number) => void) => {
         const copy = Uint8Array.from(value);
-        run('setxattr', path, (c) => this.withIno(path, async (ino) => { await fs.setxattr(c, ino, name, copy, flags); this.changed(ino, path); await this.ancestorsChanged(c, [path], false); }), cbErr(cb));
+        run('setxattr', path, (c) => this.withIno(path, async (ino) => { await this.aim(path, ino); await fs.setxattr(c, ino, name, copy, flags); await this.relink(ino, [path]); this.changed(ino, path); await this.ancestorsChanged(c, [path], false); }), cbErr(cb));
       },
       getxattr: (path: string, name: string, _position: number, cb: (c: number, v?: Buffer) => void) =>
         run('getxattr', path, (c) => this.withIno(path, (ino) => fs.getxattr(c, ino, name)), (c, v) => (c ? cb(c) : cb(0, Buffer.from(v!)))),
       listxattr: (path: string, cb: (c: number, v?: string[]) => void) =>
         run('listxattr', path, (c) => this.withIno(path, (ino) => fs.listxattr(c, ino)), (c, v) => (c ? cb(c) : cb(0, v))),
       removexattr: (path: string, name: string, cb: (c: number) => void) =>
-        run('removexattr', path, (c) => this.withIno(path, async (ino) => { await fs.removexattr(c, ino, name); this.changed(ino, path); await this.ancestorsChanged(c, [path], false); }), cbErr(cb)),
+        run('removexattr', path, (c) => this.withIno(path, async (ino) => { await this.aim(path, ino); await fs.removexattr(c, ino, name); await this.relink(ino, [path]); this.changed(ino, path); await this.ancestorsChanged(c, [path], false); }), cbErr(cb)),
       open: (path: string, flags: number, cb: (c: number, fd?: number) => void) =>
         run('open', path, (c) => this.withIno(path, async (ino, entry) => {
+          const writing = (flags & 3) !== OpenFlags.O_RDONLY || (flags & OpenFlags.O_TRUNC) !== 0;
+          if (writing) await this.aim(path, ino);
           const r = await fs.open(c, ino, flags & ~OpenFlags.O_CREAT & ~OpenFlags.O_EXCL & ~OpenFlags.O_TRUNC);
           // Opening for writing copies up (new ctime and blocks; new entries in upper directories).
-          if ((flags & 3) !== OpenFlags.O_RDONLY || (flags & OpenFlags.O_TRUNC)) {
+          if (writing) {
             this.kcache?.invalidate([path]);
+            await this.relink(ino, [path]);
             this.changed(ino, path);
             await this.ancestorsChanged(c, [path], false);
           }
@@ -618,6 +698,7 @@ class MountHandleImpl implements MountHandle {
         run('write', path, async (c) => {
           const h = this.handle(fd);
           const n = await fs.write(c, h.entry.ino, h.fh, data, pos);
+          if (!h.written) { h.written = true; await this.relink(h.entry.ino, [path]); }
           this.changed(h.entry.ino, path);
           return n;
         }, (c, n) => cb(c || n!));
@@ -690,19 +771,25 @@ class MountHandleImpl implements MountHandle {
           }
           this.map.move(src, dest);
           this.links.move(src, dest);
+          // libfuse moves its node (the kernel inode) from `src` to `dest` after this reply:
+          // until then that node is found under `src`.
+          await this.relink(moved, [dest, src]);
           this.changed(moved, dest);
           if (replaced !== moved) this.changed(replaced);
           await this.ancestorsChanged(c, [src, dest], true);
         }, cbErr(cb)),
       link: (src: string, dest: string, cb: (c: number) => void) =>
         run('link', dest, async (c) => {
-          const e = await this.withIno(src, (ino) => this.createLike(dest, (p, n) => fs.link(c, ino, p, n)));
+          let srcIno: number | undefined;
+          const e = await this.withIno(src, async (ino) => { srcIno = ino; await this.aim(src, ino); return this.createLike(dest, (p, n) => fs.link(c, ino, p, n)); });
           this.map.unpin(e);
-          if (this.kcache) {
-            this.links.add(e.ino, src);
-            if (this.links.overflowed) this.stopAttrCaching();
-            this.changed(e.ino, dest);
-          }
+          // Linking copies a lower object up first: its other lower names may part from it.
+          await this.relink(srcIno, [src, dest]);
+          if (srcIno !== undefined && srcIno !== e.ino) this.links.drop(src);
+          this.links.add(e.ino, src);
+          this.links.add(e.ino, dest);
+          if (this.links.overflowed) this.stopAttrCaching();
+          this.changed(e.ino, dest);
           await this.ancestorsChanged(c, [dest], true);
           await this.ancestorsChanged(c, [src], false);
         }, cbErr(cb)),

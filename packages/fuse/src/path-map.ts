@@ -30,7 +30,7 @@ export class PathMap {
   private readonly rootEntry: PathEntry = { ino: ROOT_INO, pins: 0, evicted: false, moving: false, root: true };
   private readonly inflight = new Map<string, Promise<PathEntry>>();
   /** Bumped by every namespace change; a lookup that raced one is not cached. */
-  private epoch = 0;
+  private epochCount = 0;
   private pendingForgets = new Set<Promise<void>>();
 
   /** A map over `fs`, calling it with `ctx`, keeping at most `maxEntries` paths. */
@@ -39,6 +39,11 @@ export class PathMap {
       max: Math.max(16, maxEntries),
       dispose: (entry) => this.release(entry),
     });
+  }
+
+  /** The namespace generation now (pass it to `adopt` for a lookup started now). */
+  get epoch(): number {
+    return this.epochCount;
   }
 
   /** Number of cached paths (each holds one lookup). */
@@ -100,7 +105,7 @@ export class PathMap {
     const cut = path.lastIndexOf('/');
     const parentPath = cut <= 0 ? '/' : path.slice(0, cut);
     const name = path.slice(cut + 1);
-    const start = this.epoch;
+    const start = this.epochCount;
     const parent = await this.resolve(parentPath);
     let entry: Entry;
     try {
@@ -116,21 +121,21 @@ export class PathMap {
    * `path`; returns the pinned entry. When the namespace changed since `epoch` (default: now)
    * the entry is not cached and is forgotten at its last unpin.
    */
-  adopt(path: string, ino: number, epoch = this.epoch): PathEntry {
+  adopt(path: string, ino: number, epoch = this.epochCount): PathEntry {
     const existing = this.cache.get(path);
     if (existing && existing.ino === ino) {
       this.forget({ ino, pins: 0, evicted: false, moving: false, root: false });
       return this.pin(existing);
     }
     const fresh: PathEntry = { ino, pins: 1, evicted: false, moving: false, root: false };
-    if (epoch !== this.epoch) { fresh.evicted = true; return fresh; }
+    if (epoch !== this.epochCount) { fresh.evicted = true; return fresh; }
     this.cache.set(path, fresh);
     return fresh;
   }
 
   /** The namespace changed: lookups running now must not be cached. */
   bump(): void {
-    this.epoch++;
+    this.epochCount++;
   }
 
   /** Forget `path` and everything cached below it (after unlink, rmdir, or being replaced). */
