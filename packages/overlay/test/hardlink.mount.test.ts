@@ -74,10 +74,12 @@ describe.skipIf(mountSkip)('a lower hard link broken by copy-up through the moun
     h = await mount(ov, ours.mnt, { handleSignals: false });
   }
 
-  async function stop(): Promise<void> {
+  /** Unmount; `checkLookups`: every lookup the mount took (re-resolved names too) was given back. */
+  async function stop(checkLookups = false): Promise<void> {
     const m = h;
     h = undefined;
     await m?.unmount();
+    if (checkLookups) expect(ov?.liveInodes()).toBe(1);
     const o = ov;
     ov = undefined;
     await o?.destroy();
@@ -113,7 +115,7 @@ describe.skipIf(mountSkip)('a lower hard link broken by copy-up through the moun
     expect(shape(session)).toEqual(shape(kernel));
     expect(h!.stats().relinked).toBeGreaterThanOrEqual(1);
 
-    await stop();
+    await stop(true);
     await serve();
     const again = await sh(`cd ${q} && ${AFTER}`);
     // The same inode numbers as in the session (last stat), and the kernel's shape.
@@ -128,7 +130,7 @@ describe.skipIf(mountSkip)('a lower hard link broken by copy-up through the moun
     const kernel = await sh(script, kern.mnt);
     const session = await sh(`cd ${JSON.stringify(ours.mnt)} && ${script}`);
     expect(shape(session)).toEqual(shape(kernel));
-    await stop();
+    await stop(true);
     await serve();
     const list = Object.keys(OTHER_CHANGES).map((op) => `${op}-b`).join(' ');
     const st = `stat -c '%i %h %a %s' ${list} && cat ${list}`;
