@@ -298,13 +298,19 @@ describe('inodes, hard links, xattrs, lookup counts', () => {
     await expectNoLeaks(o);
   });
 
-  it('lower hard links are one overlay inode until copy-up', async () => {
+  /** An overlay of MemoryLayers whose one lower holds `a` and `b`, two names of one file. */
+  async function lowerHardLinkOverlay(): Promise<Awaited<ReturnType<typeof memOverlay>>> {
     const o = await memOverlay([{ a: 'shared', b: 'x' }]);
     const l = o.lowers[0]!;
     await l.unlink(ctx, ROOT_INO, 'b');
     const e = await l.lookup(ctx, ROOT_INO, 'a');
     await l.forget(ctx, (await l.link(ctx, e.ino, ROOT_INO, 'b')).ino, 1);
     await l.forget(ctx, e.ino, 1);
+    return o;
+  }
+
+  it('lower hard links are one overlay inode until copy-up', async () => {
+    const o = await lowerHardLinkOverlay();
     const ea = await o.ov.lookup(ctx, ROOT_INO, 'a');
     const eb = await o.ov.lookup(ctx, ROOT_INO, 'b');
     expect(ea.ino).toBe(eb.ino);
@@ -314,12 +320,7 @@ describe('inodes, hard links, xattrs, lookup counts', () => {
   });
 
   it('a lower hard link broken by copy-up: the lower name keeps its ino, the copy reports the ino re-creation gives', async () => {
-    const o = await memOverlay([{ a: 'shared', b: 'x' }]);
-    const l = o.lowers[0]!;
-    await l.unlink(ctx, ROOT_INO, 'b');
-    const e = await l.lookup(ctx, ROOT_INO, 'a');
-    await l.forget(ctx, (await l.link(ctx, e.ino, ROOT_INO, 'b')).ino, 1);
-    await l.forget(ctx, e.ino, 1);
+    const o = await lowerHardLinkOverlay();
     await checkBrokenHardLinkInos(o.ov, () => OverlayFs.create({ upper: o.upper, lowers: o.lowers }));
     await expectNoLeaks(o);
   });
