@@ -560,18 +560,23 @@ class MountHandleImpl implements MountHandle {
   private async setattr(c: RequestContext, path: string, changes: SetattrRequest, fd?: number): Promise<void> {
     if (fd !== undefined && this.handles.has(fd)) {
       const h = this.handle(fd);
-      await this.fs.setattr(c, h.entry.ino, changes, h.fh);
-      await this.relink(h.entry.ino, [path]);
-      this.changed(h.entry.ino, path);
-      await this.ancestorsChanged(c, [path], false);
+      await this.changeInPlace(c, path, h.entry.ino, () => this.fs.setattr(c, h.entry.ino, changes, h.fh), false);   // the handle's object was copied up at open
       return;
     }
-    await this.withIno(path, async (ino) => {
-      await this.aim(path, ino);
-      await this.fs.setattr(c, ino, changes);
-      await this.relink(ino, [path]);
-      this.changed(ino, path);
-    });
+    await this.withIno(path, (ino) => this.changeInPlace(c, path, ino, () => this.fs.setattr(c, ino, changes)));
+  }
+
+  /**
+   * A change to the object `path` names that adds or removes no name (setattr, setxattr,
+   * removexattr): it may copy the object up, so (`aim`) that name is the one copied up, the
+   * object's other names follow a broken lower hard link (`relink`), the kernel's attributes
+   * of its names and of changed ancestors are dropped. `aim` false: through an open handle.
+   */
+  private async changeInPlace(c: RequestContext, path: string, ino: number, change: () => Promise<unknown>, aim = true): Promise<void> {
+    if (aim) await this.aim(path, ino);
+    await change();
+    await this.relink(ino, [path]);
+    this.changed(ino, path);
     await this.ancestorsChanged(c, [path], false);
   }
 
@@ -654,14 +659,14 @@ class MountHandleImpl implements MountHandle {
         }, cbErr(cb)),
       setxattr: (path: string, name: string, value: Buffer, _position: number, flags: number, cb: (c: number) => void) => {
         const copy = Uint8Array.from(value);
-        run('setxattr', path, (c) => this.withIno(path, async (ino) => { await this.aim(path, ino); await fs.setxattr(c, ino, name, copy, flags); await this.relink(ino, [path]); this.changed(ino, path); await this.ancestorsChanged(c, [path], false); }), cbErr(cb));
+        run('setxattr', path, (c) => this.withIno(path, (ino) => this.changeInPlace(c, path, ino, () => fs.setxattr(c, ino, name, copy, flags))), cbErr(cb));
       },
       getxattr: (path: string, name: string, _position: number, cb: (c: number, v?: Buffer) => void) =>
         run('getxattr', path, (c) => this.withIno(path, (ino) => fs.getxattr(c, ino, name)), (c, v) => (c ? cb(c) : cb(0, Buffer.from(v!)))),
       listxattr: (path: string, cb: (c: number, v?: string[]) => void) =>
         run('listxattr', path, (c) => this.withIno(path, (ino) => fs.listxattr(c, ino)), (c, v) => (c ? cb(c) : cb(0, v))),
       removexattr: (path: string, name: string, cb: (c: number) => void) =>
-        run('removexattr', path, (c) => this.withIno(path, async (ino) => { await this.aim(path, ino); await fs.removexattr(c, ino, name); await this.relink(ino, [path]); this.changed(ino, path); await this.ancestorsChanged(c, [path], false); }), cbErr(cb)),
+        run('removexattr', path, (c) => this.withIno(path, (ino) => this.changeInPlace(c, path, ino, () => fs.removexattr(c, ino, name))), cbErr(cb)),
       open: (path: string, flags: number, cb: (c: number, fd?: number) => void) =>
         run('open', path, (c) => this.withIno(path, async (ino, entry) => {
           const writing = (flags & 3) !== OpenFlags.O_RDONLY || (flags & OpenFlags.O_TRUNC) !== 0;
