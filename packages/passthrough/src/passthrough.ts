@@ -588,9 +588,12 @@ export class PassthroughLayer implements Layer {
     return { uid, gid, mode: m };
   }
 
-  /** Give a just-created object its owner and exact mode (the process umask and chown may change them). */
-  private settle(pfd: number, name: string, want: { uid: number; gid: number; mode: number }, isLink: boolean): HostStat {
-    let st = libc.statx(pfd, name, AT_SYMLINK_NOFOLLOW);
+  /**
+   * Give a just-created object its owner and exact mode (the process umask and chown may
+   * change them). `st`: the object's stat when the caller has it (from its descriptor).
+   */
+  private settle(pfd: number, name: string, want: { uid: number; gid: number; mode: number }, isLink: boolean, st0?: HostStat): HostStat {
+    let st = st0 ?? libc.statx(pfd, name, AT_SYMLINK_NOFOLLOW);
     let changed = false;
     if (PROCESS_IS_ROOT && (st.uid !== want.uid || st.gid !== want.gid)) {
       libc.fchownat(pfd, name, want.uid, want.gid, AT_SYMLINK_NOFOLLOW);
@@ -1101,13 +1104,52 @@ export class PassthroughLayer implements Layer {
     return fd;
   }
 
-  /** Create and open a file (O_EXCL honoured; an existing file is opened); +1 lookup. */
+  /**
+   * Owner and mode of a new file when the creation may go straight to `openat(O_CREAT|O_EXCL)`
+   * (the host then says EEXIST): the name can be no OCI marker, and no error the caller must
+   * see before EEXIST (EROFS, EACCES on the parent, an unmapped caller) can arise. Else undefined.
+   */
+  private directCreate(ctx: RequestContext, pst: HostStat, mode: number): { uid: number; gid: number; mode: number } | undefined {
+    if (this.whiteoutFormat === 'oci' || !this.writable) return undefined;
+    if (this.checking(ctx) && !mayAccess(this.view(pst), ctx, AccessMode.W_OK | AccessMode.X_OK)) return undefined;
+    if (this.uidmap.toHost(ctx.uid) === undefined || this.gidmap.toHost(ctx.gid) === undefined) return undefined;
+    return this.newOwnership(ctx, pst, S_IFREG | (mode & 0o7777 & ~ctx.umask));
+  }
+
+  /** Owner, mode and entry of a file just created at `name` in `d` and opened as `fd`. */
+  private createdFile(d: { fd: number; path: string }, name: string, fd: number, flags: number, want: { uid: number; gid: number; mode: number }): CreateResult {
+    try {
+      const st = this.settle(d.fd, name, want, false, libc.statx(fd, '', AT_EMPTY_PATH));
+      const entry = this.entryFor(st, join(d.path, name), false);
+      return { fh: this.addHandle({ kind: 'file', ino: entry.ino, fd, flags: flags & ~OpenFlags.O_TRUNC, busy: 0 }), entry };
+    } catch (e) {
+      closeSync(fd);
+      throw e;
+    }
+  }
+
+  /**
+   * Create and open a file (O_EXCL honoured; an existing file is opened); +1 lookup. When
+   * nothing but the name's existence can refuse it, one `openat(O_CREAT|O_EXCL)` replaces the
+   * probe for the name, and EEXIST sends it the way of an existing name.
+   */
   async create(ctx: RequestContext, parent: number, name: string, mode: number, flags: number): Promise<CreateResult> {
     validateName(name);
     const d = this.dir(parent);
     const pst = libc.statx(d.fd, '', AT_EMPTY_PATH);
     if (this.checking(ctx)) checkAccess(this.view(pst), ctx, AccessMode.X_OK);
     if (pst.nlink === 0) throw err('ENOENT');
+    const hostFlags = (flags & ~(O.TRUNC | O.NOCTTY | OpenFlags.O_PATH | O.DIRECTORY)) | O.CREAT | O.EXCL | O.NOFOLLOW;
+    const direct = this.directCreate(ctx, pst, mode);
+    if (direct) {
+      let fd: number | undefined;
+      try {
+        fd = libc.openat(d.fd, name, hostFlags, direct.mode & 0o7777);
+      } catch (e) {
+        if (!(e instanceof FsError && e.code === 'EEXIST')) throw e;
+      }
+      if (fd !== undefined) return this.createdFile(d, name, fd, flags, direct);
+    }
     const existing = this.slot(d.fd, name);
     if (existing) {
       if (flags & OpenFlags.O_EXCL) throw err('EEXIST');
@@ -1127,16 +1169,8 @@ export class PassthroughLayer implements Layer {
     this.ro();
     if (this.checking(ctx)) checkAccess(this.view(pst), ctx, AccessMode.W_OK | AccessMode.X_OK);
     const want = this.newOwnership(ctx, pst, S_IFREG | (mode & 0o7777 & ~ctx.umask));
-    const hostFlags = (flags & ~(O.TRUNC | O.NOCTTY | OpenFlags.O_PATH | O.DIRECTORY)) | O.CREAT | O.EXCL | O.NOFOLLOW;
     const fd = libc.openat(d.fd, name, hostFlags, want.mode & 0o7777);
-    try {
-      const st = this.settle(d.fd, name, want, false);
-      const entry = this.entryFor(st, join(d.path, name), false);
-      return { fh: this.addHandle({ kind: 'file', ino: entry.ino, fd, flags: flags & ~OpenFlags.O_TRUNC, busy: 0 }), entry };
-    } catch (e) {
-      closeSync(fd);
-      throw e;
-    }
+    return this.createdFile(d, name, fd, flags, want);
   }
 
   private fileHandle(ino: number, fh: number): FileHandle {

@@ -307,6 +307,38 @@ describe('files', () => {
     await L.release(ctx, n.entry.ino, n.fh);
   });
 
+  it('create gives EEXIST for every kind of existing name, before EACCES and EROFS, and makes nothing', async () => {
+    fs.chmodSync(B, 0o755);
+    for (const dir of [A, B]) fs.symlinkSync('missing', `${dir}/dangling`);
+    const excl = OpenFlags.O_WRONLY | OpenFlags.O_CREAT | OpenFlags.O_EXCL;
+    const names = ['f', 'd', 'ln', 'abs', 'dangling'];
+    const R = new PassthroughLayer(B, { writable: false });
+    try {
+      for (const name of names) {
+        await agree(() => fs.openSync(`${A}/${name}`, 'wx'), () => L.create(ctx, ROOT_INO, name, 0o644, excl));
+        // A caller who may not write the directory, and a read-only layer: EEXIST first.
+        await rejectsWith(L.create(user, ROOT_INO, name, 0o644, excl), 'EEXIST');
+        await rejectsWith(R.create(ctx, ROOT_INO, name, 0o644, excl), 'EEXIST');
+      }
+      await rejectsWith(L.create(user, ROOT_INO, 'absent', 0o644, excl), 'EACCES');
+      await rejectsWith(R.create(ctx, ROOT_INO, 'absent', 0o644, excl), 'EROFS');
+      // Without O_EXCL a symlink is not followed and a directory is not opened for writing.
+      await rejectsWith(L.create(ctx, ROOT_INO, 'dangling', 0o644, OpenFlags.O_WRONLY | OpenFlags.O_CREAT), 'ELOOP');
+      await rejectsWith(L.create(ctx, ROOT_INO, 'd', 0o644, OpenFlags.O_WRONLY | OpenFlags.O_CREAT), 'EISDIR');
+      if (process.getuid?.() === 0) {
+        await L.createWhiteout(ctx, ROOT_INO, 'w');
+        await rejectsWith(L.create(ctx, ROOT_INO, 'w', 0o644, excl), 'EEXIST');
+        expect(await L.isWhiteout(ctx, ROOT_INO, 'w')).toBe(true);
+        fs.unlinkSync(`${B}/w`);
+      }
+    } finally {
+      await R.destroy();
+    }
+    expect(fs.readdirSync(B).sort()).toEqual(fs.readdirSync(A).sort());
+    expect(fs.readlinkSync(`${B}/dangling`)).toBe('missing');
+    expect(fs.statSync(`${B}/f`).size).toBe(11);
+  });
+
   it.skipIf(process.getuid?.() !== 0)('a truncating open or create of an existing set-id file by its unprivileged owner drops the set-id bits (needs root to chown)', async () => {
     fs.chmodSync(B, 0o755);
     fs.writeFileSync(`${B}/s`, 'data');
