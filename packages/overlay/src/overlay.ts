@@ -1215,7 +1215,10 @@ export class OverlayFs implements Filesystem {
   async create(ctx: RequestContext, parent: number, name: string, mode: number, flags: number): Promise<CreateResult> {
     const p = this.dirNode(parent);
     validateName(name);
-    const existing = await this.lookupFor(ctx, p, name);
+    // A miss found while no change was in progress (`nsGen` even) and still unchanged when the
+    // mutex is taken needs no second resolution under it (see `createObject`).
+    const seen = { gen: this.nsGen, probe: { upperWhiteout: false } };
+    const existing = await this.lookupFor(ctx, p, name, false, seen.probe);
     if (existing) {
       try {
         if (flags & OpenFlags.O_EXCL) throw fsErr('EEXIST');
@@ -1227,28 +1230,36 @@ export class OverlayFs implements Filesystem {
         throw e;
       }
     }
-    const r = await this.createObject(ctx, parent, name, { kind: 'create', mode: S_IFREG, perm: mode & 0o7777, rdev: 0, flags }, true);
+    const r = await this.createObject(ctx, parent, name, { kind: 'create', mode: S_IFREG, perm: mode & 0o7777, rdev: 0, flags }, seen);
     return { fh: r.fh!, entry: r.entry };
   }
 
   /**
    * Create an object of any kind in the upper (over a whiteout: staged in the work dir and
-   * renamed onto it; directories made opaque), owned by the caller.
+   * renamed onto it; directories made opaque), owned by the caller. `lookedUp`: the caller
+   * already found no object at the name (with the caller's checks), resolving it at
+   * namespace generation `gen` into `probe`.
    */
   private async createObject(
     ctx: RequestContext, parent: number, name: string,
     spec: { kind: 'mknod' | 'mkdir' | 'symlink' | 'create'; mode: number; perm: number; rdev: number; target?: string; flags?: number },
-    lookedUp = false,
+    lookedUp?: { gen: number; probe: { upperWhiteout: boolean } },
   ): Promise<{ entry: Entry; fh?: number }> {
     const p = this.dirNode(parent);
     validateName(name);
     return this.mutate(async () => {
       // The kernel's order: search permission and EEXIST (lookup), EROFS, write permission.
       // The resolution under the mutex also says whether a whiteout stands at the name (an
-      // upper that copy-up makes below is new and empty).
-      const probe = { upperWhiteout: false };
-      const again = lookedUp ? await this.lookupChild(p, name, true, probe) : await this.lookupFor(ctx, p, name, true, probe);
-      if (again) { await this.unref(again); throw fsErr('EEXIST'); }
+      // upper that copy-up makes below is new and empty). A caller's miss made while no
+      // change was in progress, with no change since (`mutate` just moved `nsGen` from that
+      // even value to the next), is still true: every change of the namespace runs here.
+      let probe = { upperWhiteout: false };
+      if (lookedUp && lookedUp.gen % 2 === 0 && this.nsGen === lookedUp.gen + 1) {
+        probe = lookedUp.probe;
+      } else {
+        const again = lookedUp ? await this.lookupChild(p, name, true, probe) : await this.lookupFor(ctx, p, name, true, probe);
+        if (again) { await this.unref(again); throw fsErr('EEXIST'); }
+      }
       if (p.removed) throw fsErr('ENOENT');
       const up = this.requireUpper();
       await this.check(ctx, p, AccessMode.W_OK | AccessMode.X_OK);

@@ -217,6 +217,32 @@ describe('removal and creation', () => {
     await expectNoLeaks(o);
   });
 
+  it('an O_EXCL create racing a rename onto its name never replaces what the rename put there', async () => {
+    // The create looks the name up before it waits for the namespace mutex; a change made
+    // in between (here over a whiteout, where a create stages and renames onto the name)
+    // must be seen by the create, whatever the interleaving.
+    let created = 0;
+    const runs = 40;
+    for (let k = 0; k < runs; k++) {
+      const o = await memOverlay([{ w: 'lower' }]);
+      await o.vol.unlink('/w');
+      await o.vol.writeFile('/z', 'moved');
+      const r = o.vol.rename('/z', '/w');
+      for (let i = 0; i < k; i++) await Promise.resolve();
+      const c = await o.ov.create(ctx, ROOT_INO, 'w', 0o644, OpenFlags.O_CREAT | OpenFlags.O_EXCL | OpenFlags.O_WRONLY)
+        .then(async (h) => { created++; await o.ov.release(ctx, h.entry.ino, h.fh); await o.ov.forget(ctx, h.entry.ino, 1); return 'ok'; },
+          (e: { code?: string }) => e.code);
+      await r;
+      expect(['ok', 'EEXIST']).toContain(c);
+      expect(await o.vol.readFile('/w', 'utf8')).toBe('moved');
+      expect(await o.vol.readdir('/')).toEqual(['w']);
+      await expectNoLeaks(o);
+    }
+    // Some interleavings let the create win before the rename.
+    expect(created).toBeGreaterThan(0);
+    expect(created).toBeLessThan(runs);
+  });
+
   it('without an upper every change is EROFS; reads work', async () => {
     const o = await memOverlay([{ f: 'x', d: {} }], null);
     expect(await o.vol.readFile('/f', 'utf8')).toBe('x');
