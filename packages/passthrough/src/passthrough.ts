@@ -153,6 +153,9 @@ function killPriv(mode: number): number {
 }
 
 const PROCESS_IS_ROOT = typeof process.geteuid === 'function' && process.geteuid() === 0;
+/** The process's effective ids (what the host gives a new object unless the directory is set-gid). */
+const PROCESS_UID = typeof process.geteuid === 'function' ? process.geteuid() : -1;
+const PROCESS_GID = typeof process.getegid === 'function' ? process.getegid() : -1;
 
 function procFd(fd: number): string {
   return `/proc/self/fd/${fd}`;
@@ -1116,11 +1119,31 @@ export class PassthroughLayer implements Layer {
     return this.newOwnership(ctx, pst, S_IFREG | (mode & 0o7777 & ~ctx.umask));
   }
 
+  /**
+   * True when a new file needs nothing of its directory's attributes beforehand: the caller is
+   * not checked and creates as the process itself (so the host's owner rules are the layer's),
+   * and no set-gid bit is asked for. The directory's set-gid bit then shows in the new file's
+   * group, a removed directory as the host's ENOENT, an existing name as EEXIST.
+   */
+  private blindCreate(ctx: RequestContext, mode: number): boolean {
+    return this.whiteoutFormat !== 'oci' && this.writable && !this.checking(ctx) && (mode & ~ctx.umask & S_ISGID) === 0
+      && this.uidmap.toHost(ctx.uid) === PROCESS_UID && this.gidmap.toHost(ctx.gid) === PROCESS_GID;
+  }
+
   /** Owner, mode and entry of a file just created at `name` in `d` and opened as `fd`. */
-  private createdFile(d: { fd: number; path: string }, name: string, fd: number, flags: number, want: { uid: number; gid: number; mode: number }): CreateResult {
+  private createdFile(
+    ctx: RequestContext, d: { fd: number; path: string }, name: string, fd: number, flags: number, mode: number,
+    want?: { uid: number; gid: number; mode: number },
+  ): CreateResult {
     try {
-      const st = this.settle(d.fd, name, want, false, libc.statx(fd, '', AT_EMPTY_PATH));
-      const entry = this.entryFor(st, join(d.path, name), false);
+      const st = libc.statx(fd, '', AT_EMPTY_PATH);
+      // Made blind: a group other than the process's says the directory is set-gid (or
+      // mounted grpid), so the owner is decided from its attributes as usual.
+      const w = want ?? (st.gid === PROCESS_GID
+        ? { uid: PROCESS_UID, gid: PROCESS_GID, mode: S_IFREG | (mode & 0o7777 & ~ctx.umask) }
+        : this.newOwnership(ctx, libc.statx(d.fd, '', AT_EMPTY_PATH), S_IFREG | (mode & 0o7777 & ~ctx.umask)));
+      const settled = this.settle(d.fd, name, w, false, st);
+      const entry = this.entryFor(settled, join(d.path, name), false);
       return { fh: this.addHandle({ kind: 'file', ino: entry.ino, fd, flags: flags & ~OpenFlags.O_TRUNC, busy: 0 }), entry };
     } catch (e) {
       closeSync(fd);
@@ -1128,27 +1151,37 @@ export class PassthroughLayer implements Layer {
     }
   }
 
+  /** `openat` of a new file, or undefined when the name exists (EEXIST). */
+  private openNew(pfd: number, name: string, hostFlags: number, mode: number): number | undefined {
+    try {
+      return libc.openat(pfd, name, hostFlags, mode & 0o7777);
+    } catch (e) {
+      if (e instanceof FsError && e.code === 'EEXIST') return undefined;
+      throw e;
+    }
+  }
+
   /**
    * Create and open a file (O_EXCL honoured; an existing file is opened); +1 lookup. When
    * nothing but the name's existence can refuse it, one `openat(O_CREAT|O_EXCL)` replaces the
-   * probe for the name, and EEXIST sends it the way of an existing name.
+   * probe for the name (and, for a caller creating as the process, the stat of the
+   * directory), and EEXIST sends it the way of an existing name.
    */
   async create(ctx: RequestContext, parent: number, name: string, mode: number, flags: number): Promise<CreateResult> {
     validateName(name);
     const d = this.dir(parent);
+    const hostFlags = (flags & ~(O.TRUNC | O.NOCTTY | OpenFlags.O_PATH | O.DIRECTORY)) | O.CREAT | O.EXCL | O.NOFOLLOW;
+    if (this.blindCreate(ctx, mode)) {
+      const fd = this.openNew(d.fd, name, hostFlags, mode & ~ctx.umask);
+      if (fd !== undefined) return this.createdFile(ctx, d, name, fd, flags, mode);
+    }
     const pst = libc.statx(d.fd, '', AT_EMPTY_PATH);
     if (this.checking(ctx)) checkAccess(this.view(pst), ctx, AccessMode.X_OK);
     if (pst.nlink === 0) throw err('ENOENT');
-    const hostFlags = (flags & ~(O.TRUNC | O.NOCTTY | OpenFlags.O_PATH | O.DIRECTORY)) | O.CREAT | O.EXCL | O.NOFOLLOW;
     const direct = this.directCreate(ctx, pst, mode);
     if (direct) {
-      let fd: number | undefined;
-      try {
-        fd = libc.openat(d.fd, name, hostFlags, direct.mode & 0o7777);
-      } catch (e) {
-        if (!(e instanceof FsError && e.code === 'EEXIST')) throw e;
-      }
-      if (fd !== undefined) return this.createdFile(d, name, fd, flags, direct);
+      const fd = this.openNew(d.fd, name, hostFlags, direct.mode);
+      if (fd !== undefined) return this.createdFile(ctx, d, name, fd, flags, mode, direct);
     }
     const existing = this.slot(d.fd, name);
     if (existing) {
@@ -1170,7 +1203,7 @@ export class PassthroughLayer implements Layer {
     if (this.checking(ctx)) checkAccess(this.view(pst), ctx, AccessMode.W_OK | AccessMode.X_OK);
     const want = this.newOwnership(ctx, pst, S_IFREG | (mode & 0o7777 & ~ctx.umask));
     const fd = libc.openat(d.fd, name, hostFlags, want.mode & 0o7777);
-    return this.createdFile(d, name, fd, flags, want);
+    return this.createdFile(ctx, d, name, fd, flags, mode, want);
   }
 
   private fileHandle(ino: number, fh: number): FileHandle {

@@ -192,6 +192,33 @@ describe('creating and removing', () => {
     expect(c.entry.attr.mode & 0o2000).toBe(0);
   });
 
+  it.skipIf(process.getuid?.() !== 0)('create by the process\'s own ids and by others: group from a set-gid directory or the caller, ENOENT in a removed directory (needs root to chown)', async () => {
+    fs.chownSync(`${B}/d`, 0, 55);
+    fs.chmodSync(`${B}/d`, 0o2777);
+    const d = await walk(L, 'd');
+    const rootOther: RequestContext = { uid: 0, gid: 77, pid: 0, umask: 0o022 };
+    const made: Array<[RequestContext, number, string, number, [number, number, number]]> = [
+      [ctx, d, 'a', 0o644, [0, 55, 0o644]],
+      [ctx, ROOT_INO, 'b', 0o666, [0, 0, 0o644]],
+      [rootOther, d, 'c', 0o644, [0, 55, 0o644]],
+      [rootOther, ROOT_INO, 'e', 0o644, [0, 77, 0o644]],
+      [ctx, d, 'g2', 0o2755, [0, 55, 0o2755]],
+      [user, d, 'u', 0o644, [1000, 55, 0o644]],
+    ];
+    for (const [c, dir, name, mode, want] of made) {
+      const r = await L.create(c, dir, name, mode, OpenFlags.O_WRONLY | OpenFlags.O_CREAT | OpenFlags.O_EXCL);
+      await L.release(c, r.entry.ino, r.fh);
+      const st = fs.statSync(`${B}/${dir === d ? 'd/' : ''}${name}`);
+      expect([r.entry.attr.uid, r.entry.attr.gid, r.entry.attr.mode & 0o7777], name).toEqual(want);
+      expect([st.uid, st.gid, st.mode & 0o7777], name).toEqual(want);
+      await L.forget(c, r.entry.ino, 1);
+    }
+    const gone = await walk(L, 'full/x');
+    await L.rmdir(ctx, await walk(L, 'full'), 'x');
+    await rejectsWith(L.create(ctx, gone, 'n', 0o644, OpenFlags.O_WRONLY | OpenFlags.O_CREAT | OpenFlags.O_EXCL), 'ENOENT');
+    await rejectsWith(L.create(ctx, gone, 'n', 0o644, OpenFlags.O_WRONLY | OpenFlags.O_CREAT), 'ENOENT');
+  });
+
   it('errors of mkdir/mknod/symlink/link/unlink/rmdir are node\'s', async () => {
     const d = await walk(L, 'd');
     const f = await walk(L, 'f');
