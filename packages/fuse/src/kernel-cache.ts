@@ -6,11 +6,13 @@
  * - `HardLinkNames`: the names under which the kernel was given the attributes of a
  *   non-directory with more than one link (ino → paths), moved and dropped with renames and
  *   unlinks, bounded;
- * - `KernelCache`: finds the node id libfuse 2.9 gave a path (its name hash table, read under
+ * - `KernelCache`: finds the node libfuse 2.9 gave a path (its name hash table, read under
  *   its lock; the layout of libfuse 2.9.9 / fuse-native 2.2.6 on x86-64 is checked against
- *   known values before use) and sends `FUSE_NOTIFY_INVAL_INODE` (attributes only) for it,
- *   and sets libfuse's attribute timeout once that works. Where the layout does not check
- *   out, nothing is written and the mount keeps the safe timeout it was mounted with.
+ *   known values before use), sends `FUSE_NOTIFY_INVAL_INODE` (attributes only) for it and
+ *   clears the node's `cache_valid` bit (so that, with `auto_cache`, its next open drops the
+ *   kernel's pages of it), and sets libfuse's attribute timeout (and `auto_cache`'s) once
+ *   that works. Where the layout does not check out, nothing is written and the mount keeps
+ *   the safe timeouts it was mounted with (0: attributes refetched, pages checked at open).
  */
 import koffi from 'koffi';
 
@@ -26,11 +28,17 @@ const F_NAME_SPLIT = 32;
 const F_LOCK = 104;
 const F_ENTRY_TIMEOUT = 160;
 const F_ATTR_TIMEOUT = 176;
+const F_AC_ATTR_TIMEOUT = 184;
+const F_AC_ATTR_TIMEOUT_SET = 192;
+const F_AUTO_CACHE = 240;
 /** Offsets in libfuse 2.9's `struct node`. */
 const N_NAME_NEXT = 0;
 const N_NODEID = 16;
 const N_PARENT = 32;
 const N_NAME = 40;
+/** The word holding `is_hidden : 1` (bit 0) and `cache_valid : 1` (bit 1). */
+const N_FLAGS = 112;
+const CACHE_VALID = 2;
 const ROOT_NODEID = 1n;
 const MASK64 = (1n << 64n) - 1n;
 
@@ -70,23 +78,27 @@ export class KernelCache {
   /** Invalidations sent (for tests and statistics). */
   sent = 0;
 
-  private constructor(private readonly l: Lib, private readonly f: bigint, private readonly ch: bigint) {}
+  private constructor(private readonly l: Lib, private readonly f: bigint, private readonly ch: bigint, private readonly autoCache: boolean) {}
 
   /**
    * A handle on the mount whose fuse-native `_thread` buffer is `thread`, after checking that
-   * libfuse's `struct fuse` holds the entry and attribute timeouts the mount was made with;
-   * undefined when anything does not match (then nothing is ever written).
+   * libfuse's `struct fuse` holds the entry and attribute timeouts the mount was made with
+   * (and, with `autoCache`, `auto_cache` on with `ac_attr_timeout=0`); undefined when anything
+   * does not match (then nothing is ever written).
    */
-  static attach(thread: Buffer | undefined, entryTimeout: number, attrTimeout: number): KernelCache | undefined {
+  static attach(thread: Buffer | undefined, entryTimeout: number, attrTimeout: number, autoCache = false): KernelCache | undefined {
     const l = loadLib();
     if (!l || !thread || thread.length < FT_CHAN + 8) return undefined;
     const f = thread.readBigUInt64LE(FT_FUSE);
     const ch = thread.readBigUInt64LE(FT_CHAN);
     if (f === 0n || ch === 0n) return undefined;
     try {
-      const k = new KernelCache(l, f, ch);
-      const conf = k.read(f + BigInt(F_ENTRY_TIMEOUT), 24);
-      if (conf.readDoubleLE(0) !== entryTimeout || conf.readDoubleLE(16) !== attrTimeout) return undefined;
+      const k = new KernelCache(l, f, ch, autoCache);
+      const conf = k.read(f + BigInt(F_ENTRY_TIMEOUT), F_AUTO_CACHE + 4 - F_ENTRY_TIMEOUT);
+      const at = (off: number) => off - F_ENTRY_TIMEOUT;
+      if (conf.readDoubleLE(0) !== entryTimeout || conf.readDoubleLE(at(F_ATTR_TIMEOUT)) !== attrTimeout) return undefined;
+      if (autoCache && (conf.readInt32LE(at(F_AUTO_CACHE)) !== 1 || conf.readInt32LE(at(F_AC_ATTR_TIMEOUT_SET)) !== 1
+        || conf.readDoubleLE(at(F_AC_ATTR_TIMEOUT)) !== 0)) return undefined;
       const size = k.u64(f + BigInt(F_NAME_SIZE));
       const split = k.u64(f + BigInt(F_NAME_SPLIT));
       if (size < 8192n || (size & (size - 1n)) !== 0n || split > size / 2n) return undefined;
@@ -111,11 +123,18 @@ export class KernelCache {
     return this.read(addr, n).toString('utf8');
   }
 
-  /** Set libfuse's attribute timeout (seconds) for the replies from now on. */
+  /**
+   * Set libfuse's attribute timeout (seconds) for the replies from now on, and `auto_cache`'s:
+   * how long an open trusts the size and mtime libfuse last saw instead of asking again
+   * (safe because every change through another name clears the node's `cache_valid`).
+   */
   setAttrTimeout(seconds: number): void {
     const b = Buffer.alloc(8);
     b.writeDoubleLE(seconds, 0);
-    this.withLock(() => { this.l.memcpyOut(this.f + BigInt(F_ATTR_TIMEOUT), b, 8); });
+    this.withLock(() => {
+      this.l.memcpyOut(this.f + BigInt(F_ATTR_TIMEOUT), b, 8);
+      if (this.autoCache) this.l.memcpyOut(this.f + BigInt(F_AC_ATTR_TIMEOUT), b, 8);
+    });
   }
 
   private withLock<T>(fn: () => T): T {
@@ -135,29 +154,49 @@ export class KernelCache {
 
   /** The node id libfuse gave `path` ('/'-separated, absolute), or undefined (caller holds the lock). */
   private nodeIdLocked(path: string): bigint | undefined {
+    return this.nodeLocked(path)?.id;
+  }
+
+  /** libfuse's node of `path`: its address and id, or undefined (caller holds the lock). */
+  private nodeLocked(path: string): { addr: bigint; id: bigint } | undefined {
     const array = this.u64(this.f + BigInt(F_NAME_ARRAY));
     const size = this.u64(this.f + BigInt(F_NAME_SIZE));
     const split = this.u64(this.f + BigInt(F_NAME_SPLIT));
-    let parent = ROOT_NODEID;
+    // The root is not in the name table: its address stays unknown (0).
+    let at = { addr: 0n, id: ROOT_NODEID };
     for (const comp of path.split('/')) {
       if (comp === '') continue;
       const name = Buffer.from(comp);
-      let node = this.u64(array + 8n * this.bucket(parent, name, size, split));
-      let found: bigint | undefined;
+      let node = this.u64(array + 8n * this.bucket(at.id, name, size, split));
+      let found: { addr: bigint; id: bigint } | undefined;
       for (let guard = 0; node !== 0n && guard < 1_000_000; guard++) {
         const n = this.read(node, N_NAME + 8);
         const p = n.readBigUInt64LE(N_PARENT);
         const namePtr = n.readBigUInt64LE(N_NAME);
-        if (p !== 0n && namePtr !== 0n && this.u64(p + BigInt(N_NODEID)) === parent && this.cstr(namePtr) === comp) {
-          found = n.readBigUInt64LE(N_NODEID);
+        if (p !== 0n && namePtr !== 0n && this.u64(p + BigInt(N_NODEID)) === at.id && this.cstr(namePtr) === comp) {
+          found = { addr: node, id: n.readBigUInt64LE(N_NODEID) };
           break;
         }
         node = n.readBigUInt64LE(N_NAME_NEXT);
       }
       if (found === undefined) return undefined;
-      parent = found;
+      at = found;
     }
-    return parent;
+    return at;
+  }
+
+  /**
+   * Clear `cache_valid` of the node at `addr` (caller holds the lock): with `auto_cache` its
+   * next open then drops the kernel's pages. Only when the word holds nothing but the two
+   * known bits (anything else means the layout is not the one checked).
+   */
+  private dropPagesLocked(addr: bigint): void {
+    if (addr === 0n) return;
+    const w = this.read(addr + BigInt(N_FLAGS), 4);
+    const v = w.readUInt32LE(0);
+    if ((v & ~3) !== 0 || (v & CACHE_VALID) === 0) return;
+    w.writeUInt32LE(v & ~CACHE_VALID, 0);
+    this.l.memcpyOut(addr + BigInt(N_FLAGS), w, 4);
   }
 
   /** The node id of `path` (for tests). */
@@ -166,15 +205,18 @@ export class KernelCache {
   }
 
   /**
-   * Drop the kernel's cached attributes of each of `paths` that libfuse knows (attributes
-   * only: no page-cache range, which could wait on a read this thread has to answer).
+   * Drop the kernel's cached attributes of each of `paths` that libfuse knows, and (with
+   * `auto_cache`) its pages at their next open. No page-cache range is invalidated at once:
+   * that could wait on a read this thread has to answer.
    */
   invalidate(paths: Iterable<string>): void {
     const ids: bigint[] = [];
     this.withLock(() => {
       for (const p of paths) {
-        const id = this.nodeIdLocked(p);
-        if (id !== undefined) ids.push(id);
+        const n = this.nodeLocked(p);
+        if (n === undefined) continue;
+        ids.push(n.id);
+        if (this.autoCache) this.dropPagesLocked(n.addr);
       }
     });
     for (const id of ids) {

@@ -250,7 +250,7 @@ class MountHandleImpl implements MountHandle {
     const thread = this.native.threadBuffer();
     if (wantCallers && thread) this.reader = RequestContextReader.create(thread);
     if (this.o.attrTimeout > 0) {
-      this.kcache = KernelCache.attach(thread, this.o.entryTimeout, 0);
+      this.kcache = KernelCache.attach(thread, this.o.entryTimeout, 0, this.o.autoCache && !this.o.kernelCache);
       if (this.kcache) this.kcache.setAttrTimeout(this.o.attrTimeout);
       else trace(`${this.mountpoint}: libfuse layout not recognised, attributes are not cached`);
     }

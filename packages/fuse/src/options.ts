@@ -36,11 +36,18 @@ export interface MountOptions {
   /** Seconds a failed lookup is cached (`negative_timeout`). Default: 0. */
   negativeTimeout?: number;
   /**
-   * Keep the kernel page cache across opens (`kernel_cache`). Default: false (the cache is
-   * dropped at each open, so data written through one hard-link name is seen through the
-   * others on the next open).
+   * Keep the kernel page cache across opens unconditionally (`kernel_cache`). Default: false:
+   * `autoCache` keeps it only while it is known to be current.
    */
   kernelCache?: boolean;
+  /**
+   * Keep the kernel page cache across opens while the file's size and mtime are unchanged
+   * (`auto_cache`). Default: true. A change through another name of a hard link (its own
+   * kernel inode under libfuse 2) marks that name's cache stale as well, so its next open
+   * reads afresh. While attributes are cached, libfuse compares with the last size and mtime
+   * it saw (`ac_attr_timeout` follows `attrTimeout`); otherwise it asks at each open.
+   */
+  autoCache?: boolean;
   /** Largest write request in bytes (`max_write`, with `big_writes`). Default: 131072 (libfuse 2's maximum). */
   maxWrite?: number;
   /** Largest read request in bytes (`max_read`). Default: 131072. */
@@ -88,6 +95,7 @@ export function resolveMountOptions(o: MountOptions = {}): ResolvedMountOptions 
     attrTimeout: o.attrTimeout ?? 86400,
     negativeTimeout: o.negativeTimeout ?? 0,
     kernelCache: o.kernelCache ?? false,
+    autoCache: o.autoCache ?? true,
     maxWrite: o.maxWrite ?? 131072,
     maxRead: o.maxRead ?? 131072,
     maxReadahead: o.maxReadahead ?? 131072,
@@ -121,6 +129,7 @@ export function libfuseOptionString(o: ResolvedMountOptions): string {
   // The attribute timeout is raised after mounting, once invalidation works (see attrTimeout).
   opts.push(`entry_timeout=${o.entryTimeout}`, 'attr_timeout=0', `negative_timeout=${o.negativeTimeout}`);
   if (o.kernelCache) opts.push('kernel_cache');
+  else if (o.autoCache) opts.push('auto_cache', 'ac_attr_timeout=0');
   opts.push('big_writes', `max_write=${o.maxWrite}`, `max_read=${o.maxRead}`, `max_readahead=${o.maxReadahead}`);
   if (o.hardRemove) opts.push('hard_remove');
   opts.push(...o.extra);

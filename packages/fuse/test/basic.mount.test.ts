@@ -1,7 +1,8 @@
 /**
  * Real FUSE mounts of a MemoryLayer through `mount()`: ordinary file operations through the
  * kernel, errno mapping, st_ino passed through (use_ino), 128 KiB write requests
- * (big_writes/max_write), the real mtime of utimens, hard links, ENOTTY for unknown ioctls,
+ * (big_writes/max_write), the real mtime of utimens, hard links, the page cache kept across
+ * opens (auto_cache) and dropped after a change through another name, ENOTTY for unknown ioctls,
  * concurrency, and balanced lookup counts after unmount.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -124,6 +125,34 @@ describe.skipIf(mountSkip)('mount() of a MemoryLayer (needs root and /dev/fuse)'
     // The kernel cached the attributes (long attr_timeout); only invalidation kept them in step.
     expect(h!.stats()).toMatchObject({ attrCaching: true });
     expect(h!.stats().invalidations).toBeGreaterThan(0);
+  });
+
+  it('keeps file pages across opens while current, and drops them after a change through another name (auto_cache)', async () => {
+    const a = join(mnt, 'pa');
+    const b = join(mnt, 'pb');
+    const one = Buffer.alloc(256 * 1024, 1);
+    const two = Buffer.alloc(256 * 1024, 2);
+    const t = new Date('2020-01-01T00:00:00Z');
+    await fsp.writeFile(a, one);
+    await fsp.utimes(a, t, t);
+    await fsp.link(a, b);
+    const reads = () => h!.stats().ops.read ?? 0;
+    // Compared with Buffer.equals: a failing toEqual would diff 256 Ki elements for minutes.
+    const holds = async (p: string, want: Buffer) => (await fsp.readFile(p)).equals(want);
+    expect(await holds(b, one)).toBe(true);
+    const before = reads();
+    expect(await holds(b, one)).toBe(true);
+    expect(await holds(b, one)).toBe(true);
+    expect(reads()).toBe(before);   // served from the page cache: no read request
+    // Same size and, after utimes, the same mtime: only the invalidation through `a` can
+    // tell libfuse that b's pages are stale (b is another kernel inode under libfuse 2).
+    await fsp.writeFile(a, two, { flag: 'r+' });
+    await fsp.utimes(a, t, t);
+    expect((await fsp.stat(b)).mtimeMs).toBe(t.getTime());
+    expect(await holds(b, two)).toBe(true);
+    expect(reads()).toBeGreaterThan(before);
+    await fsp.unlink(b);
+    await fsp.unlink(a);
   });
 
   it('answers unknown ioctls with ENOTTY', async () => {
