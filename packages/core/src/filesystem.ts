@@ -49,8 +49,12 @@ export interface Filesystem {
   open(ctx: RequestContext, ino: number, flags: number): Promise<OpenResult>;
   /** Create and open a file (O_EXCL honoured); +1 lookup. */
   create(ctx: RequestContext, parent: number, name: string, mode: number, flags: number): Promise<CreateResult>;
-  /** Read up to `length` bytes at `position`; a shorter result means end of file. */
-  read(ctx: RequestContext, ino: number, fh: number, length: number, position: number): Promise<Uint8Array>;
+  /**
+   * Read up to `length` bytes at `position`; a shorter result means end of file. `into`
+   * (optional, at least `length` bytes): a buffer the filesystem may read into, returning a
+   * view of it (the transport's reply buffer: no copy); it may also ignore it.
+   */
+  read(ctx: RequestContext, ino: number, fh: number, length: number, position: number, into?: Uint8Array): Promise<Uint8Array>;
   /**
    * Write `data` at `position` (at the end when the handle was opened O_APPEND); returns bytes
    * written. `data` may be a view of the caller's buffer, valid only until the call settles: an

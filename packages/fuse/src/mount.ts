@@ -689,9 +689,11 @@ class MountHandleImpl implements MountHandle {
       read: (path: string, fd: number, buf: Buffer, len: number, pos: number, cb: (n: number) => void) =>
         run('read', path, async (c) => {
           const h = this.handle(fd);
-          const data = await fs.read(c, h.entry.ino, h.fh, len, pos);
+          // Read straight into libfuse's reply buffer where the filesystem can (valid until
+          // we answer: the libfuse thread waits for it).
+          const data = await fs.read(c, h.entry.ino, h.fh, len, pos, buf);
           const n = Math.min(len, data.length);
-          buf.set(data.subarray(0, n), 0);
+          if (data.buffer !== buf.buffer || data.byteOffset !== buf.byteOffset) buf.set(data.subarray(0, n), 0);
           return n;
         }, (c, n) => cb(c || n!)),
       write: (path: string, fd: number, buf: Buffer, len: number, pos: number, cb: (n: number) => void) => {

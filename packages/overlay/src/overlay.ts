@@ -1687,9 +1687,9 @@ export class OverlayFs implements Filesystem {
   }
 
   /** Read from an open file. */
-  async read(_ctx: RequestContext, _ino: number, fh: number, length: number, position: number): Promise<Uint8Array> {
+  async read(_ctx: RequestContext, _ino: number, fh: number, length: number, position: number, into?: Uint8Array): Promise<Uint8Array> {
     const h = await this.currentReal(this.handle(fh));
-    return h.real.layer.read(this.m, h.real.ino, h.fh, length, position);
+    return h.real.layer.read(this.m, h.real.ino, h.fh, length, position, into);
   }
 
   /** Write to an open file. */

@@ -24,14 +24,15 @@ export function pwriteAsync(fd: number, buf: Uint8Array, offset: number, length:
 }
 
 /**
- * Read up to `length` bytes at `position` into a fresh buffer, looping over short reads until
+ * Read up to `length` bytes at `position` into `into` (when it holds `length` bytes; the result
+ * is then a view of it) or a fresh buffer, looping over short reads until
  * `length` or end of file. A short read of a regular file that reached its size (one
  * synchronous `fstat`, a metadata call) ends the read without another trip through the pool.
  * An `EAGAIN` (non-blocking fifo or device) after some data ends the read with what was got;
  * before any data it is thrown.
  */
-export async function readFull(fd: number, length: number, position: number): Promise<Buffer> {
-  const buf = Buffer.allocUnsafe(length);
+export async function readFull(fd: number, length: number, position: number, into?: Uint8Array): Promise<Uint8Array> {
+  const buf = into !== undefined && into.length >= length ? into : Buffer.allocUnsafe(length);
   let got = 0;
   while (got < length) {
     let n: number;
@@ -48,7 +49,7 @@ export async function readFull(fd: number, length: number, position: number): Pr
       if (st.isFile() && position + got >= st.size) break;
     }
   }
-  return got === length ? buf : buf.subarray(0, got);
+  return got === buf.length ? buf : buf.subarray(0, got);
 }
 
 /** Write all of `data` at `position`, looping over short writes; resolves `data.length`. */

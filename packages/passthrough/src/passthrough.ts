@@ -1245,10 +1245,10 @@ export class PassthroughLayer implements Layer {
   }
 
   /** Read up to `length` bytes at `position` (on libuv's pool); short at end of file. */
-  async read(_ctx: RequestContext, ino: number, fh: number, length: number, position: number): Promise<Uint8Array> {
+  async read(_ctx: RequestContext, ino: number, fh: number, length: number, position: number, into?: Uint8Array): Promise<Uint8Array> {
     const h = this.fileHandle(ino, fh);
     if (position < 0 || length < 0) throw err('EINVAL');
-    return this.withData(h, 'read', (fd) => readFull(fd, length, position));
+    return this.withData(h, 'read', (fd) => readFull(fd, length, position, into));
   }
 
   /**

@@ -322,6 +322,22 @@ export function describeLayerConformance(
         expect(await s.read(ino)).toBe('new');
       });
 
+      it('read into a caller buffer (into): the same bytes, a result of the asked length, into unchanged past it', async () => {
+        const { fh, entry } = await s.create(ROOT_INO, 'f');
+        await fs.write(root, entry.ino, fh, bytes('hello world'), 0);
+        const into = new Uint8Array(64).fill(7);
+        const a = await fs.read(root, entry.ino, fh, 5, 6, into);
+        expect(dec.decode(a)).toBe('world');
+        const b = await fs.read(root, entry.ino, fh, 3, 0, into);
+        expect(dec.decode(b)).toBe('hel');
+        // At EOF: shorter; past it: empty. A filesystem that used `into` wrote nothing past
+        // what it returned.
+        expect(dec.decode(await fs.read(root, entry.ino, fh, 20, 8, into))).toBe('rld');
+        expect((await fs.read(root, entry.ino, fh, 20, 11, into)).length).toBe(0);
+        expect([...into.subarray(11)]).toEqual(Array(53).fill(7));
+        await s.release(entry.ino, fh);
+      });
+
       it('handles enforce their access mode (EBADF) and directories refuse writes (EISDIR)', async () => {
         const f = await s.file(ROOT_INO, 'f', 'data');
         const r = await s.open(f.ino, OpenFlags.O_RDONLY);
