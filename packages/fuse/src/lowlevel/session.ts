@@ -1,0 +1,614 @@
+/**
+ * `mountLowLevel(fs, mountpoint, options)`: the low-level FUSE transport. It opens
+ * `/dev/fuse`, mounts it with mount(2) and speaks the kernel protocol itself: node ids are the
+ * Filesystem's inode numbers (no path map), the lookups the kernel holds are counted per node
+ * id and given back at the end of the session. A worker thread does the blocking reads of
+ * `/dev/fuse` and posts each request to the JS thread, which decodes it, calls the Filesystem
+ * (many requests in flight at once) and writes the reply (writing to /dev/fuse never blocks).
+ * Root only (mount(2)); no notifications are sent.
+ */
+import { execFileSync } from 'node:child_process';
+import { closeSync, openSync, writeSync, writevSync } from 'node:fs';
+import { resolve as resolvePath } from 'node:path';
+import { Worker } from 'node:worker_threads';
+import {
+  FsError, UTIME_NOW, toFsError, type Attr, type Entry, type Filesystem, type RequestContext, type SetattrRequest,
+} from '@layerfs/core';
+import type { MountHandle, MountStats } from '../mount.js';
+import {
+  ATTR_OUT, ENTRY_OUT, FATTR, FOPEN, FSYNC_FDATASYNC, GETATTR_FH, INIT_OUT, InitFlag, OPEN_OUT, OP_NAMES, OUT_HEADER,
+  Op, Request, STATFS_OUT, direntSize, writeAttrOut, writeDirent, writeEntry, writeOpenOut, writeOutHeader, writeStatfs,
+} from './protocol.js';
+import { MS_NOATIME, MS_NODEV, MS_NOSUID, MS_RDONLY, abortConnection, connectionOf, runUmount, sysMount } from './mount-syscall.js';
+
+/** Options of `mountLowLevel`. */
+export interface LowLevelOptions {
+  /** Let other users use the mount (`allow_other`). Default false. */
+  allowOther?: boolean;
+  /** The kernel checks permissions from the mode bits (`default_permissions`). Default true. */
+  defaultPermissions?: boolean;
+  /** Mount read-only. Default false. */
+  readOnly?: boolean;
+  /** Mount with `noatime`. Default false. */
+  noatime?: boolean;
+  /** Source shown in the mount table. Default 'layerfs'. */
+  fsname?: string;
+  /** Type shown as `fuse.<subtype>`. Default 'layerfs'. */
+  subtype?: string;
+  /** Seconds the kernel keeps names. Default 86400 (every change goes through this mount). */
+  entryTimeout?: number;
+  /** Seconds the kernel keeps attributes. Default 86400. */
+  attrTimeout?: number;
+  /** Seconds the kernel remembers a missing name (0: not at all). Default 0. */
+  negativeTimeout?: number;
+  /** Pages per read/write request (1..256; 256 = 1 MiB). Default 256. */
+  maxPages?: number;
+  /** Answer READDIRPLUS (one `lookup` per listed entry). Default true. */
+  readdirplus?: boolean;
+  /** Keep file pages across opens (FOPEN_KEEP_CACHE). Default true. */
+  keepCache?: boolean;
+  /** Let the kernel cache directory listings (FOPEN_CACHE_DIR). Default true. */
+  cacheDir?: boolean;
+  /** Call `fs.destroy()` after the session ended. Default false. */
+  destroyOnUnmount?: boolean;
+}
+
+/** Counters of a low-level session (the `MountStats` shape plus the negotiated sizes). */
+export interface LowLevelStats extends MountStats {
+  /** Largest write request the kernel may send (bytes). */
+  readonly maxWrite: number;
+  /** Protocol minor the kernel offered. */
+  readonly kernelMinor: number;
+}
+
+/** The minor protocol version this transport speaks. */
+const OUR_MINOR = 31;
+/** Kernel page size assumed for `max_pages` (x86-64, arm64 with 4 KiB pages). */
+const PAGE = 4096;
+const TRACE = process.env.LAYERFS_FUSE_TRACE === '1';
+
+/** The worker's code: blocking reads of /dev/fuse, each request posted (transferred). */
+const READER_SOURCE = `
+const { workerData, parentPort } = require('node:worker_threads');
+const { readSync } = require('node:fs');
+const { fd, size } = workerData;
+const buf = Buffer.allocUnsafeSlow(size);
+for (;;) {
+  let n;
+  try { n = readSync(fd, buf, 0, size, null); }
+  catch (e) {
+    if (e.code === 'ENOENT' || e.code === 'EINTR' || e.code === 'EAGAIN') continue;
+    parentPort.postMessage({ end: e.code || String(e) });
+    break;
+  }
+  if (n === 0) { parentPort.postMessage({ end: 'EOF' }); break; }
+  const ab = new ArrayBuffer(n);
+  new Uint8Array(ab).set(buf.subarray(0, n));
+  parentPort.postMessage(ab, [ab]);
+}
+`;
+
+interface Handle { readonly ino: number; readonly dir: boolean }
+
+const live = new Set<LowLevelSession>();
+let exitGuard = false;
+function onExit(): void {
+  for (const s of live) {
+    try { execFileSync('umount', ['-l', s.mountpoint], { stdio: 'ignore' }); } catch { /* gone already */ }
+  }
+}
+
+/** A mounted low-level FUSE session. */
+class LowLevelSession implements MountHandle {
+  readonly mountpoint: string;
+  readonly optionString: string;
+  readonly fs: Filesystem;
+  readonly closed: Promise<void>;
+  private readonly fd: number;
+  private readonly opts: Required<LowLevelOptions>;
+  private readonly worker: Worker;
+  private resolveClosed!: () => void;
+  private resolveInit!: (err?: Error) => void;
+  readonly initDone: Promise<void>;
+  /** Lookups the kernel holds, per node id. */
+  private readonly lookups = new Map<number, number>();
+  private readonly handles = new Map<string, Handle>();
+  private readonly pending = new Set<Promise<void>>();
+  private readonly ops: Record<string, number> = {};
+  private inFlight = 0;
+  private maxInFlight = 0;
+  private maxWrite = 0;
+  private kernelMinor = 0;
+  private ended = false;
+  private unmounting: Promise<void> | undefined;
+  private conn: number | undefined;
+
+  constructor(fs: Filesystem, mountpoint: string, fd: number, optionString: string, opts: Required<LowLevelOptions>) {
+    this.fs = fs;
+    this.mountpoint = mountpoint;
+    this.fd = fd;
+    this.optionString = optionString;
+    this.opts = opts;
+    this.closed = new Promise((r) => { this.resolveClosed = r; });
+    this.initDone = new Promise((res, rej) => { this.resolveInit = (e) => (e ? rej(e) : res()); });
+    const size = opts.maxPages * PAGE + PAGE;
+    this.worker = new Worker(READER_SOURCE, { eval: true, workerData: { fd, size } });
+    this.worker.unref();
+    this.worker.on('message', (m: unknown) => {
+      if (m instanceof ArrayBuffer) this.dispatch(new Request(new Uint8Array(m)));
+      else void this.end(String((m as { end: string }).end));
+    });
+    this.worker.on('error', (e) => { process.stderr.write(`layerfs-fuse lowlevel: reader failed: ${String(e)}\n`); void this.end('reader error'); });
+  }
+
+  /** Remember the fusectl connection number (for an abort when a lazy unmount stays busy). */
+  async findConnection(): Promise<void> {
+    this.conn = await connectionOf(this.mountpoint);
+  }
+
+  stats(): LowLevelStats {
+    return {
+      inFlight: this.inFlight, maxInFlight: this.maxInFlight, ops: { ...this.ops }, cachedPaths: this.lookups.size,
+      openHandles: this.handles.size, callerContexts: 0, attrCaching: this.opts.attrTimeout > 0, invalidations: 0,
+      relinked: 0, mounterContexts: 0, maxWrite: this.maxWrite, kernelMinor: this.kernelMinor,
+    };
+  }
+
+  unmount(): Promise<void> {
+    this.unmounting ??= (async () => {
+      if (this.ended) return;
+      if (!(await runUmount(this.mountpoint, false))) await runUmount(this.mountpoint, true);
+      // A lazy unmount of a busy mount keeps the connection until the last user goes: abort it.
+      const timer = setTimeout(() => { if (this.conn !== undefined) void abortConnection(this.conn); }, 2000);
+      await this.closed;
+      clearTimeout(timer);
+    })();
+    return this.unmounting;
+  }
+
+  /** The connection ended (reads fail): finish the requests in flight, give every lookup back. */
+  private async end(why: string): Promise<void> {
+    if (this.ended) return;
+    this.ended = true;
+    if (TRACE) process.stderr.write(`layerfs-fuse lowlevel: session ended (${why})\n`);
+    this.resolveInit(new FsError('ENODEV', { syscall: 'mount', path: this.mountpoint, detail: `FUSE session ended before INIT (${why})` }));
+    while (this.pending.size > 0) await Promise.allSettled([...this.pending]);
+    const ctx = this.context(0, 0, 0, 0);
+    for (const [fh, h] of this.handles) {
+      const n = Number(fh.slice(1));
+      try { await (h.dir ? this.fs.releasedir(ctx, h.ino, n) : this.fs.release(ctx, h.ino, n)); } catch { /* best effort */ }
+    }
+    this.handles.clear();
+    for (const [ino, n] of this.lookups) {
+      try { await this.fs.forget(ctx, ino, n); } catch { /* never fails by contract */ }
+    }
+    this.lookups.clear();
+    try { closeSync(this.fd); } catch { /* closed */ }
+    live.delete(this);
+    if (live.size === 0 && exitGuard) { exitGuard = false; process.off('exit', onExit); }
+    if (this.opts.destroyOnUnmount) { try { await this.fs.destroy(); } catch { /* best effort */ } }
+    this.resolveClosed();
+  }
+
+  private context(uid: number, gid: number, pid: number, umask: number): RequestContext {
+    return { uid, gid, pid, umask };
+  }
+
+  private dispatch(req: Request): void {
+    const name = OP_NAMES[req.opcode] ?? `op${req.opcode}`;
+    this.ops[name] = (this.ops[name] ?? 0) + 1;
+    if (req.opcode === Op.FORGET) { this.forget(req.nodeid, req.u64()); return; }
+    if (req.opcode === Op.BATCH_FORGET) {
+      const count = req.u32();
+      req.skip(4);
+      for (let i = 0; i < count; i++) { const ino = req.u64(); this.forget(ino, req.u64()); }
+      return;
+    }
+    if (req.opcode === Op.INTERRUPT) return;
+    this.inFlight++;
+    if (this.inFlight > this.maxInFlight) this.maxInFlight = this.inFlight;
+    const p = this.serve(req).catch((e: unknown) => {
+      const err = e instanceof FsError ? e : toFsError(e);
+      if (!(e instanceof FsError) || TRACE) {
+        process.stderr.write(`layerfs-fuse lowlevel: ${name}(${req.nodeid}) failed: ${e instanceof Error ? e.stack ?? e.message : String(e)}\n`);
+      }
+      const errno = e instanceof FsError || err.code !== 'EIO' ? err.errno : -5;
+      this.replyError(req, errno < 0 ? errno : -errno);
+    }).finally(() => { this.inFlight--; this.pending.delete(p); });
+    this.pending.add(p);
+  }
+
+  private forget(ino: number, n: number): void {
+    const held = this.lookups.get(ino) ?? 0;
+    const give = Math.min(held, n);
+    if (give <= 0) return;
+    if (held - give === 0) this.lookups.delete(ino); else this.lookups.set(ino, held - give);
+    const p = this.fs.forget(this.context(0, 0, 0, 0), ino, give).catch(() => undefined);
+    this.pending.add(p);
+    void p.finally(() => this.pending.delete(p));
+  }
+
+  /** Write one reply; false when the kernel no longer waits for it (interrupted: ENOENT). */
+  private send(buf: Buffer, len = buf.length): boolean {
+    try {
+      writeSync(this.fd, buf, 0, len);
+      return true;
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code !== 'ENOENT' && code !== 'ENODEV' && code !== 'EBADF') process.stderr.write(`layerfs-fuse lowlevel: reply failed: ${String(e)}\n`);
+      return false;
+    }
+  }
+
+  private replyError(req: Request, errno: number): void {
+    const b = Buffer.allocUnsafe(OUT_HEADER);
+    writeOutHeader(b, OUT_HEADER, errno, req.unique);
+    this.send(b);
+  }
+
+  private replyEmpty(req: Request): void {
+    this.replyError(req, 0);
+  }
+
+  private replyBytes(req: Request, data: Uint8Array): void {
+    const h = Buffer.allocUnsafe(OUT_HEADER);
+    writeOutHeader(h, OUT_HEADER + data.length, 0, req.unique);
+    if (data.length === 0) { this.send(h); return; }
+    try {
+      writevSync(this.fd, [h, data]);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code !== 'ENOENT' && code !== 'ENODEV' && code !== 'EBADF') process.stderr.write(`layerfs-fuse lowlevel: reply failed: ${String(e)}\n`);
+    }
+  }
+
+  /** Reply with an entry; count the lookup the kernel now holds (or give it back). */
+  private async replyEntry(req: Request, e: Entry, extra?: (b: Buffer, at: number) => void, extraLen = 0): Promise<void> {
+    const len = OUT_HEADER + ENTRY_OUT + extraLen;
+    const b = Buffer.allocUnsafe(len);
+    writeOutHeader(b, len, 0, req.unique);
+    writeEntry(b, e, this.opts.entryTimeout, this.opts.attrTimeout, OUT_HEADER);
+    extra?.(b, OUT_HEADER + ENTRY_OUT);
+    if (this.send(b)) this.lookups.set(e.ino, (this.lookups.get(e.ino) ?? 0) + 1);
+    else await this.fs.forget(this.context(0, 0, 0, 0), e.ino, 1);
+  }
+
+  private replyAttr(req: Request, a: Attr): void {
+    const len = OUT_HEADER + ATTR_OUT;
+    const b = Buffer.allocUnsafe(len);
+    writeOutHeader(b, len, 0, req.unique);
+    writeAttrOut(b, a, this.opts.attrTimeout, OUT_HEADER);
+    this.send(b);
+  }
+
+  private replyOpen(req: Request, fh: number, flags: number): boolean {
+    const len = OUT_HEADER + OPEN_OUT;
+    const b = Buffer.allocUnsafe(len);
+    writeOutHeader(b, len, 0, req.unique);
+    writeOpenOut(b, fh, flags, OUT_HEADER);
+    return this.send(b);
+  }
+
+  private replyU32(req: Request, v: number): void {
+    const b = Buffer.alloc(OUT_HEADER + 8);
+    writeOutHeader(b, OUT_HEADER + 8, 0, req.unique);
+    b.writeUInt32LE(v >>> 0, OUT_HEADER);
+    this.send(b);
+  }
+
+  private fileOpenFlags(r: { directIo?: boolean }): number {
+    if (r.directIo) return FOPEN.DIRECT_IO;
+    return this.opts.keepCache ? FOPEN.KEEP_CACHE : 0;
+  }
+
+  private async serve(req: Request): Promise<void> {
+    const fs = this.fs;
+    const ino = req.nodeid;
+    switch (req.opcode) {
+      case Op.INIT: return this.init(req);
+      case Op.DESTROY: return this.replyEmpty(req);
+      case Op.LOOKUP: {
+        const name = req.cstr();
+        try {
+          return await this.replyEntry(req, await fs.lookup(this.ctx(req), ino, name));
+        } catch (e) {
+          if (e instanceof FsError && e.code === 'ENOENT' && this.opts.negativeTimeout > 0) {
+            const len = OUT_HEADER + ENTRY_OUT;
+            const b = Buffer.alloc(len);
+            writeOutHeader(b, len, 0, req.unique);
+            b.writeUInt32LE(Math.floor(this.opts.negativeTimeout), OUT_HEADER + 16);
+            this.send(b);
+            return;
+          }
+          throw e;
+        }
+      }
+      case Op.GETATTR: {
+        const flags = req.u32();
+        req.skip(4);
+        const fh = req.u64();
+        return this.replyAttr(req, await fs.getattr(this.ctx(req), ino, flags & GETATTR_FH ? fh : undefined));
+      }
+      case Op.SETATTR: return this.setattr(req);
+      case Op.READLINK: return this.replyBytes(req, Buffer.from(await fs.readlink(this.ctx(req), ino), 'utf8'));
+      case Op.SYMLINK: {
+        const name = req.cstr();
+        const target = req.cstr();
+        return this.replyEntry(req, await fs.symlink(this.ctx(req), ino, name, target));
+      }
+      case Op.MKNOD: {
+        const mode = req.u32(); const rdev = req.u32(); const umask = req.u32(); req.skip(4);
+        const name = req.cstr();
+        return this.replyEntry(req, await fs.mknod(this.ctx(req, umask), ino, name, mode, rdev));
+      }
+      case Op.MKDIR: {
+        const mode = req.u32(); const umask = req.u32();
+        const name = req.cstr();
+        return this.replyEntry(req, await fs.mkdir(this.ctx(req, umask), ino, name, mode));
+      }
+      case Op.UNLINK: await fs.unlink(this.ctx(req), ino, req.cstr()); return this.replyEmpty(req);
+      case Op.RMDIR: await fs.rmdir(this.ctx(req), ino, req.cstr()); return this.replyEmpty(req);
+      case Op.RENAME: case Op.RENAME2: {
+        const newdir = req.u64();
+        let flags = 0;
+        if (req.opcode === Op.RENAME2) { flags = req.u32(); req.skip(4); }
+        const name = req.cstr();
+        const newname = req.cstr();
+        await fs.rename(this.ctx(req), ino, name, newdir, newname, flags);
+        return this.replyEmpty(req);
+      }
+      case Op.LINK: {
+        const old = req.u64();
+        return this.replyEntry(req, await fs.link(this.ctx(req), old, ino, req.cstr()));
+      }
+      case Op.OPEN: {
+        const flags = req.u32();
+        const r = await fs.open(this.ctx(req), ino, flags);
+        if (this.replyOpen(req, r.fh, this.fileOpenFlags(r))) this.handles.set(`f${r.fh}`, { ino, dir: false });
+        else await fs.release(this.ctx(req), ino, r.fh);
+        return;
+      }
+      case Op.CREATE: {
+        const flags = req.u32(); const mode = req.u32(); const umask = req.u32(); req.skip(4);
+        const name = req.cstr();
+        const r = await fs.create(this.ctx(req, umask), ino, name, mode, flags);
+        this.handles.set(`f${r.fh}`, { ino: r.entry.ino, dir: false });
+        return this.replyEntry(req, r.entry, (b, at) => writeOpenOut(b, r.fh, this.fileOpenFlags(r), at), OPEN_OUT);
+      }
+      case Op.READ: {
+        const fh = req.u64(); const offset = req.u64(); const size = req.u32();
+        return this.replyBytes(req, await fs.read(this.ctx(req), ino, fh, size, offset));
+      }
+      case Op.WRITE: {
+        const fh = req.u64(); const offset = req.u64(); const size = req.u32();
+        req.skip(20);
+        const n = await fs.write(this.ctx(req), ino, fh, req.take(size), offset);
+        return this.replyU32(req, n);
+      }
+      case Op.STATFS: {
+        const s = await fs.statfs(this.ctx(req), ino);
+        const len = OUT_HEADER + STATFS_OUT;
+        const b = Buffer.allocUnsafe(len);
+        writeOutHeader(b, len, 0, req.unique);
+        writeStatfs(b, s, OUT_HEADER);
+        this.send(b);
+        return;
+      }
+      case Op.RELEASE: case Op.RELEASEDIR: {
+        const fh = req.u64();
+        const dir = req.opcode === Op.RELEASEDIR;
+        this.handles.delete(`${dir ? 'd' : 'f'}${fh}`);
+        await (dir ? fs.releasedir(this.ctx(req), ino, fh) : fs.release(this.ctx(req), ino, fh));
+        return this.replyEmpty(req);
+      }
+      case Op.FSYNC: case Op.FSYNCDIR: {
+        const fh = req.u64(); const flags = req.u32();
+        const datasync = (flags & FSYNC_FDATASYNC) !== 0;
+        await (req.opcode === Op.FSYNC ? fs.fsync(this.ctx(req), ino, fh, datasync) : fs.fsyncdir(this.ctx(req), ino, fh, datasync));
+        return this.replyEmpty(req);
+      }
+      case Op.FLUSH: {
+        const fh = req.u64();
+        await fs.flush(this.ctx(req), ino, fh);
+        return this.replyEmpty(req);
+      }
+      case Op.SETXATTR: {
+        const size = req.u32(); const flags = req.u32();
+        const name = req.cstr();
+        await fs.setxattr(this.ctx(req), ino, name, req.take(size), flags);
+        return this.replyEmpty(req);
+      }
+      case Op.GETXATTR: case Op.LISTXATTR: {
+        const size = req.u32(); req.skip(4);
+        let data: Uint8Array;
+        if (req.opcode === Op.GETXATTR) data = await fs.getxattr(this.ctx(req), ino, req.cstr());
+        else data = Buffer.from((await fs.listxattr(this.ctx(req), ino)).map((n) => `${n}\0`).join(''), 'utf8');
+        if (size === 0) return this.replyU32(req, data.length);
+        if (data.length > size) throw FsError.of('ERANGE');
+        return this.replyBytes(req, data);
+      }
+      case Op.REMOVEXATTR: await fs.removexattr(this.ctx(req), ino, req.cstr()); return this.replyEmpty(req);
+      case Op.OPENDIR: {
+        const r = await fs.opendir(this.ctx(req), ino);
+        const flags = this.opts.cacheDir ? FOPEN.CACHE_DIR | FOPEN.KEEP_CACHE : 0;
+        if (this.replyOpen(req, r.fh, flags)) this.handles.set(`d${r.fh}`, { ino, dir: true });
+        else await fs.releasedir(this.ctx(req), ino, r.fh);
+        return;
+      }
+      case Op.READDIR: case Op.READDIRPLUS: return this.readdir(req, req.opcode === Op.READDIRPLUS);
+      case Op.ACCESS: {
+        const mask = req.u32();
+        await fs.access(this.ctx(req), ino, mask);
+        return this.replyEmpty(req);
+      }
+      case Op.FALLOCATE: {
+        const fh = req.u64(); const offset = req.u64(); const length = req.u64(); const mode = req.u32();
+        await fs.fallocate(this.ctx(req), ino, fh, mode, offset, length);
+        return this.replyEmpty(req);
+      }
+      case Op.LSEEK: {
+        const fh = req.u64(); const offset = req.u64(); const whence = req.u32();
+        const r = await fs.lseek(this.ctx(req), ino, fh, offset, whence);
+        const b = Buffer.allocUnsafe(OUT_HEADER + 8);
+        writeOutHeader(b, OUT_HEADER + 8, 0, req.unique);
+        b.writeBigUInt64LE(BigInt(r), OUT_HEADER);
+        this.send(b);
+        return;
+      }
+      case Op.COPY_FILE_RANGE: {
+        const fhIn = req.u64(); const offIn = req.u64(); const inoOut = req.u64(); const fhOut = req.u64();
+        const offOut = req.u64(); const len = req.u64(); const flags = req.u64();
+        const n = await fs.copyFileRange(this.ctx(req), ino, fhIn, offIn, inoOut, fhOut, offOut, Math.min(len, 0x7ffff000), flags);
+        return this.replyU32(req, n);
+      }
+      default:
+        throw FsError.of('ENOSYS');
+    }
+  }
+
+  private ctx(req: Request, umask = 0): RequestContext {
+    return { uid: req.uid, gid: req.gid, pid: req.pid, umask };
+  }
+
+  private init(req: Request): void {
+    const major = req.u32(); const minor = req.u32(); const maxReadahead = req.u32(); const kflags = req.u32();
+    this.kernelMinor = minor;
+    if (major !== 7 || minor < OUR_MINOR) {
+      this.replyError(req, -71); // EPROTO
+      this.resolveInit(new FsError('EPROTO', { syscall: 'mount', detail: `kernel FUSE protocol ${major}.${minor}; this transport needs 7.${OUR_MINOR}` }));
+      return;
+    }
+    let want = InitFlag.ASYNC_READ | InitFlag.ATOMIC_O_TRUNC | InitFlag.BIG_WRITES | InitFlag.DONT_MASK |
+      InitFlag.MAX_PAGES | InitFlag.CACHE_SYMLINKS;
+    if (this.opts.readdirplus) want |= InitFlag.DO_READDIRPLUS;
+    const flags = want & kflags;
+    const maxPages = flags & InitFlag.MAX_PAGES ? this.opts.maxPages : 32;
+    this.maxWrite = maxPages * PAGE;
+    const len = OUT_HEADER + INIT_OUT;
+    const b = Buffer.alloc(len);
+    writeOutHeader(b, len, 0, req.unique);
+    let at = OUT_HEADER;
+    b.writeUInt32LE(7, at); b.writeUInt32LE(OUR_MINOR, at + 4);
+    b.writeUInt32LE(Math.min(maxReadahead, this.maxWrite), at + 8);
+    b.writeUInt32LE(flags >>> 0, at + 12);
+    b.writeUInt16LE(64, at + 16); // max_background
+    b.writeUInt16LE(48, at + 18); // congestion_threshold
+    b.writeUInt32LE(this.maxWrite, at + 20);
+    b.writeUInt32LE(1, at + 24); // time_gran: nanoseconds
+    b.writeUInt16LE(maxPages, at + 28);
+    at += INIT_OUT;
+    this.send(b);
+    this.resolveInit();
+  }
+
+  private async setattr(req: Request): Promise<void> {
+    const valid = req.u32(); req.skip(4);
+    const fh = req.u64(); const size = req.u64(); req.skip(8);
+    const atime = req.i64(); const mtime = req.i64(); const ctime = req.i64();
+    const atimensec = req.u32(); const mtimensec = req.u32(); const ctimensec = req.u32();
+    const mode = req.u32(); req.skip(4);
+    const uid = req.u32(); const gid = req.u32();
+    const ch: SetattrRequest = {};
+    if (valid & FATTR.MODE) ch.mode = mode;
+    if (valid & FATTR.UID) ch.uid = uid;
+    if (valid & FATTR.GID) ch.gid = gid;
+    if (valid & FATTR.SIZE) ch.size = size;
+    if (valid & FATTR.ATIME) ch.atime = valid & FATTR.ATIME_NOW ? { sec: 0, nsec: UTIME_NOW } : { sec: atime, nsec: atimensec };
+    if (valid & FATTR.MTIME) ch.mtime = valid & FATTR.MTIME_NOW ? { sec: 0, nsec: UTIME_NOW } : { sec: mtime, nsec: mtimensec };
+    if (valid & FATTR.CTIME) ch.ctime = { sec: ctime, nsec: ctimensec };
+    const a = await this.fs.setattr(this.ctx(req), req.nodeid, ch, valid & FATTR.FH ? fh : undefined);
+    this.replyAttr(req, a);
+  }
+
+  private async readdir(req: Request, plus: boolean): Promise<void> {
+    const fh = req.u64(); const offset = req.u64(); const size = req.u32();
+    const ctx = this.ctx(req);
+    const all = await this.fs.readdir(ctx, req.nodeid, fh, offset, false);
+    const names: Buffer[] = [];
+    let used = 0;
+    for (const d of all) {
+      const name = Buffer.from(d.name, 'utf8');
+      const need = direntSize(name.length) + (plus ? ENTRY_OUT : 0);
+      if (used + need > size) break;
+      names.push(name);
+      used += need;
+    }
+    const n = names.length;
+    let entries: (Entry | undefined)[] = [];
+    if (plus) {
+      entries = await Promise.all(all.slice(0, n).map((d) =>
+        this.fs.lookup(ctx, req.nodeid, d.name).then((e) => e, () => undefined)));
+    }
+    const b = Buffer.allocUnsafe(OUT_HEADER + used);
+    writeOutHeader(b, OUT_HEADER + used, 0, req.unique);
+    let at = OUT_HEADER;
+    for (let i = 0; i < n; i++) {
+      const d = all[i]!;
+      if (plus) {
+        const e = entries[i];
+        if (e) writeEntry(b, e, this.opts.entryTimeout, this.opts.attrTimeout, at);
+        else b.fill(0, at, at + ENTRY_OUT);
+        at += ENTRY_OUT;
+      }
+      at += writeDirent(b, d, names[i]!, at);
+    }
+    const ok = this.send(b);
+    if (!plus) return;
+    for (const e of entries) {
+      if (!e) continue;
+      if (ok) this.lookups.set(e.ino, (this.lookups.get(e.ino) ?? 0) + 1);
+      else await this.fs.forget(ctx, e.ino, 1);
+    }
+  }
+}
+
+function optionsWithDefaults(o: LowLevelOptions): Required<LowLevelOptions> {
+  return {
+    allowOther: o.allowOther ?? false, defaultPermissions: o.defaultPermissions ?? true, readOnly: o.readOnly ?? false,
+    noatime: o.noatime ?? false, fsname: o.fsname ?? 'layerfs', subtype: o.subtype ?? 'layerfs',
+    entryTimeout: o.entryTimeout ?? 86400, attrTimeout: o.attrTimeout ?? 86400, negativeTimeout: o.negativeTimeout ?? 0,
+    maxPages: Math.max(1, Math.min(256, Math.floor(o.maxPages ?? 256))), readdirplus: o.readdirplus ?? true,
+    keepCache: o.keepCache ?? true, cacheDir: o.cacheDir ?? true, destroyOnUnmount: o.destroyOnUnmount ?? false,
+  };
+}
+
+/**
+ * Mount `fs` at `mountpoint` with the low-level transport (root only: EPERM otherwise).
+ * Resolves once the kernel's INIT was answered; the handle's `unmount()` unmounts (lazily if
+ * busy; a connection still busy after 2 s is aborted), and gives every lookup back.
+ */
+export async function mountLowLevel(fs: Filesystem, mountpoint: string, options: LowLevelOptions = {}): Promise<MountHandle> {
+  const mnt = resolvePath(mountpoint);
+  if (process.platform !== 'linux') throw new FsError('ENOSYS', { syscall: 'mount', path: mnt, detail: 'the low-level FUSE transport runs on Linux only' });
+  if (process.getuid?.() !== 0) {
+    throw new FsError('EPERM', { syscall: 'mount', path: mnt, detail: 'the low-level FUSE transport mounts with mount(2) and needs root (no fusermount support yet); use mount() instead' });
+  }
+  const opts = optionsWithDefaults(options);
+  const fd = openSync('/dev/fuse', 'r+');
+  const data = [
+    `fd=${fd}`, 'rootmode=40000', 'user_id=0', 'group_id=0',
+    ...(opts.defaultPermissions ? ['default_permissions'] : []),
+    ...(opts.allowOther ? ['allow_other'] : []),
+    `max_read=${opts.maxPages * PAGE}`,
+  ].join(',');
+  let flags = MS_NOSUID | MS_NODEV;
+  if (opts.readOnly) flags |= MS_RDONLY;
+  if (opts.noatime) flags |= MS_NOATIME;
+  try {
+    sysMount(opts.fsname, mnt, `fuse.${opts.subtype}`, flags, data);
+  } catch (e) {
+    closeSync(fd);
+    throw e;
+  }
+  const s = new LowLevelSession(fs, mnt, fd, data, opts);
+  live.add(s);
+  if (!exitGuard) { exitGuard = true; process.on('exit', onExit); }
+  try {
+    await s.initDone;
+    await s.findConnection();
+  } catch (e) {
+    await s.unmount();
+    throw e;
+  }
+  return s;
+}
