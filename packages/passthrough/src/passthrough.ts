@@ -613,14 +613,18 @@ export class PassthroughLayer implements Layer {
     return st;
   }
 
-  /** Common path of mknod/mkdir/symlink: checks, `make`, owner and mode, entry. */
+  /**
+   * Common path of mknod/mkdir/symlink: checks, `make`, owner and mode, entry. When nothing
+   * but the name's existence can refuse the creation, the host's EEXIST from `make` replaces
+   * the probe for the name.
+   */
   private createIn(ctx: RequestContext, parent: number, name: string, mode: number, make: (pfd: number, name: string, mode: number) => void): Entry {
     this.checkNewName(name);
     const d = this.dir(parent);
     const pst = libc.statx(d.fd, '', AT_EMPTY_PATH);
     if (this.checking(ctx)) checkAccess(this.view(pst), ctx, AccessMode.X_OK);
     if (pst.nlink === 0) throw err('ENOENT');
-    if (this.slot(d.fd, name)) throw err('EEXIST');
+    if (!this.mayCreateDirect(ctx, pst) && this.slot(d.fd, name)) throw err('EEXIST');
     this.ro();
     if (this.checking(ctx)) checkAccess(this.view(pst), ctx, AccessMode.W_OK | AccessMode.X_OK);
     const want = this.newOwnership(ctx, pst, mode);
@@ -1113,10 +1117,19 @@ export class PassthroughLayer implements Layer {
    * see before EEXIST (EROFS, EACCES on the parent, an unmapped caller) can arise. Else undefined.
    */
   private directCreate(ctx: RequestContext, pst: HostStat, mode: number): { uid: number; gid: number; mode: number } | undefined {
-    if (this.whiteoutFormat === 'oci' || !this.writable) return undefined;
-    if (this.checking(ctx) && !mayAccess(this.view(pst), ctx, AccessMode.W_OK | AccessMode.X_OK)) return undefined;
-    if (this.uidmap.toHost(ctx.uid) === undefined || this.gidmap.toHost(ctx.gid) === undefined) return undefined;
+    if (!this.mayCreateDirect(ctx, pst)) return undefined;
     return this.newOwnership(ctx, pst, S_IFREG | (mode & 0o7777 & ~ctx.umask));
+  }
+
+  /**
+   * True when only the name's existence can refuse a creation by `ctx` in a directory with
+   * attributes `pst` (no OCI marker to probe for, no EROFS, EACCES or EOVERFLOW that must come
+   * after EEXIST), so the host's own EEXIST may stand for the probe.
+   */
+  private mayCreateDirect(ctx: RequestContext, pst: HostStat): boolean {
+    if (this.whiteoutFormat === 'oci' || !this.writable) return false;
+    if (this.checking(ctx) && !mayAccess(this.view(pst), ctx, AccessMode.W_OK | AccessMode.X_OK)) return false;
+    return this.uidmap.toHost(ctx.uid) !== undefined && this.gidmap.toHost(ctx.gid) !== undefined;
   }
 
   /**

@@ -334,7 +334,7 @@ describe('files', () => {
     await L.release(ctx, n.entry.ino, n.fh);
   });
 
-  it('create gives EEXIST for every kind of existing name, before EACCES and EROFS, and makes nothing', async () => {
+  it('create, mkdir, mknod and symlink give EEXIST for every kind of existing name, before EACCES and EROFS, and make nothing', async () => {
     fs.chmodSync(B, 0o755);
     for (const dir of [A, B]) fs.symlinkSync('missing', `${dir}/dangling`);
     const excl = OpenFlags.O_WRONLY | OpenFlags.O_CREAT | OpenFlags.O_EXCL;
@@ -346,15 +346,28 @@ describe('files', () => {
         // A caller who may not write the directory, and a read-only layer: EEXIST first.
         await rejectsWith(L.create(user, ROOT_INO, name, 0o644, excl), 'EEXIST');
         await rejectsWith(R.create(ctx, ROOT_INO, name, 0o644, excl), 'EEXIST');
+        await agree(() => fs.mkdirSync(`${A}/${name}`), () => L.mkdir(ctx, ROOT_INO, name, 0o755));
+        await agree(() => fs.symlinkSync('t', `${A}/${name}`), () => L.symlink(ctx, ROOT_INO, name, 't'));
+        for (const who of [ctx, user]) {
+          for (const layer of who === ctx ? [L, R] : [L]) {
+            await rejectsWith(layer.mkdir(who, ROOT_INO, name, 0o755), 'EEXIST');
+            await rejectsWith(layer.symlink(who, ROOT_INO, name, 't'), 'EEXIST');
+            await rejectsWith(layer.mknod(who, ROOT_INO, name, S_IFIFO | 0o644, 0), 'EEXIST');
+          }
+        }
       }
       await rejectsWith(L.create(user, ROOT_INO, 'absent', 0o644, excl), 'EACCES');
       await rejectsWith(R.create(ctx, ROOT_INO, 'absent', 0o644, excl), 'EROFS');
+      await rejectsWith(L.mkdir(user, ROOT_INO, 'absent', 0o755), 'EACCES');
+      await rejectsWith(R.mkdir(ctx, ROOT_INO, 'absent', 0o755), 'EROFS');
       // Without O_EXCL a symlink is not followed and a directory is not opened for writing.
       await rejectsWith(L.create(ctx, ROOT_INO, 'dangling', 0o644, OpenFlags.O_WRONLY | OpenFlags.O_CREAT), 'ELOOP');
       await rejectsWith(L.create(ctx, ROOT_INO, 'd', 0o644, OpenFlags.O_WRONLY | OpenFlags.O_CREAT), 'EISDIR');
       if (process.getuid?.() === 0) {
         await L.createWhiteout(ctx, ROOT_INO, 'w');
         await rejectsWith(L.create(ctx, ROOT_INO, 'w', 0o644, excl), 'EEXIST');
+        await rejectsWith(L.mkdir(ctx, ROOT_INO, 'w', 0o755), 'EEXIST');
+        await rejectsWith(L.symlink(ctx, ROOT_INO, 'w', 't'), 'EEXIST');
         expect(await L.isWhiteout(ctx, ROOT_INO, 'w')).toBe(true);
         fs.unlinkSync(`${B}/w`);
       }
