@@ -7,14 +7,17 @@ import { fileURLToPath } from 'node:url';
 
 const repo = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const { overlayFromDirs } = await import(join(repo, 'packages/overlay/dist/index.js'));
-const { mount } = await import(join(repo, 'packages/fuse/dist/index.js'));
+const { mount, mountLowLevel } = await import(join(repo, 'packages/fuse/dist/index.js'));
 
 const args = process.argv.slice(2);
 const o = args[args.indexOf('-o') + 1] ?? '';
 const mnt = args[args.length - 1];
 const kv = Object.fromEntries(o.split(',').map((p) => p.split('=')));
 const fs = await overlayFromDirs({ lowerdir: kv.lowerdir, upperdir: kv.upperdir, workdir: kv.workdir });
-const handle = await mount(fs, mnt, { destroyOnUnmount: true });
+// LAYERFS_TRANSPORT=lowlevel serves the mount with mountLowLevel (the low-level FUSE transport).
+const handle = process.env.LAYERFS_TRANSPORT === 'lowlevel'
+  ? await mountLowLevel(fs, mnt, { destroyOnUnmount: true })
+  : await mount(fs, mnt, { destroyOnUnmount: true });
 let stopping = false;
 const stop = async () => {
   if (stopping) return;

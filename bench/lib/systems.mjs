@@ -135,4 +135,23 @@ export const SYSTEMS = {
       return { root: d.mnt, upper: d.upper, ...s };
     },
   },
+  'layerfs-ll': {
+    label: 'layerfs-ll',
+    unavailable() {
+      const f = fuseUnavailable();
+      if (f) return f;
+      if (!existsSync(join(repo, 'packages', 'fuse', 'dist', 'lowlevel', 'session.js'))) return 'packages/fuse is not built with the low-level transport (pnpm exec tsc -b)';
+      return null;
+    },
+    // The same overlay served by the low-level transport (mountLowLevel: kernel protocol on
+    // /dev/fuse), always through the API launcher with LAYERFS_TRANSPORT=lowlevel.
+    async open({ lower, scratch, cpuProfDir }) {
+      const d = await dirs(scratch);
+      const nodeArgs = cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`] : [];
+      const s = await fuseServer(process.execPath,
+        [...nodeArgs, LAYERFS_API, 'mount', '-f', '-o', `lowerdir=${lower},upperdir=${d.upper},workdir=${d.work}`, d.mnt], d.mnt,
+        { stop: 'signal', env: { LAYERFS_TRANSPORT: 'lowlevel' } });
+      return { root: d.mnt, upper: d.upper, ...s };
+    },
+  },
 };
