@@ -135,7 +135,13 @@ export const SYSTEMS = {
       return { root: d.mnt, upper: d.upper, ...s };
     },
   },
-  'layerfs-ll': {
+
+};
+// Opt-in (`--systems …,layerfs-ll`): not enumerable, so the default run (every key of SYSTEMS)
+// leaves it out while `SYSTEMS['layerfs-ll']` finds it.
+Object.defineProperty(SYSTEMS, 'layerfs-ll', {
+  enumerable: false,
+  value: {
     label: 'layerfs-ll',
     unavailable() {
       const f = fuseUnavailable();
@@ -154,4 +160,5 @@ export const SYSTEMS = {
       return { root: d.mnt, upper: d.upper, ...s };
     },
   },
-};
+});
+
