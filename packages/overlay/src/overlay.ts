@@ -53,8 +53,10 @@ export interface OverlayOptions {
   /**
    * How many inodes whose every lookup was forgotten stay cached (with the layer lookups
    * they hold), as the kernel's dentry cache keeps unused dentries: the next lookup of the
-   * name needs no layer call. Directories and other objects are counted apart (each up to
-   * this many). `dropCaches()` releases them. Default: 16384; 0 disables.
+   * name needs no layer call. Directories are kept up to this many; other objects (files,
+   * symlinks …), which the kernel caches itself when mounted and which a scan passes once
+   * each, up to a sixteenth of it (`othersCacheFor`: at least min(this, 64), at most 1024 by
+   * default). `dropCaches()` releases them. Default: 16384; 0 disables.
    */
   inodeCache?: number;
 }
@@ -192,6 +194,17 @@ class BoundedMap<K, V> extends Map<K, V> {
   }
 }
 
+/**
+ * How many forgotten non-directories the inode cache keeps when it keeps `dirs` directories:
+ * a sixteenth, at least min(dirs, 64). Each costs a few KB of heap (the node, its
+ * attributes, its table records and layer inodes), and one kept past a few thousand lookups
+ * is promoted to V8's old generation, where it lingers as garbage once evicted: a scan of a
+ * large tree through a large cache of files grew the heap by hundreds of MB.
+ */
+export function othersCacheFor(dirs: number): number {
+  return Math.min(dirs, Math.max(64, Math.floor(dirs / 16)));
+}
+
 const O_ACCMODE = OpenFlags.O_ACCMODE;
 /** The most directory entries the listings of lower-only directories keep in all. */
 const LISTING_MAX = 65536;
@@ -252,7 +265,10 @@ export class OverlayFs implements Filesystem {
    */
   private readonly cachedDirs = new Map<OvlNode, true>();
   private readonly cachedOthers = new Map<OvlNode, true>();
+  /** Bound of `cachedDirs`. */
   private readonly cacheMax: number;
+  /** Bound of `cachedOthers`. */
+  private readonly othersMax: number;
   /** Entries held by the listings of lower-only directories (bounded by `LISTING_MAX`). */
   private listedEntries = 0;
 
@@ -268,6 +284,7 @@ export class OverlayFs implements Filesystem {
     this.checkPerms = o.checkPermissions ?? true;
     this.destroyLayers = o.destroyLayers ?? false;
     this.cacheMax = Math.max(0, o.inodeCache ?? 16384);
+    this.othersMax = othersCacheFor(this.cacheMax);
     const reals = this.layers.map((layer, idx): RealRef => ({ layer, idx, ino: layer.rootIno, attrIno: 0, pinned: true }));
     const upperRoot = config.upper ? reals[0] : undefined;
     const lowerRoots = config.upper ? reals.slice(1) : reals;
@@ -419,7 +436,7 @@ export class OverlayFs implements Filesystem {
       const cache = this.cacheOf(n);
       rec.lookups = 1;
       cache.set(n, true);
-      if (cache.size > this.cacheMax) await this.uncache(cache.keys().next().value!);
+      if (cache.size > (cache === this.cachedDirs ? this.cacheMax : this.othersMax)) await this.uncache(cache.keys().next().value!);
       return;
     }
     const r = this.table.forget(n.ino, count);
