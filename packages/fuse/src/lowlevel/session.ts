@@ -10,7 +10,7 @@
 import { execFileSync } from 'node:child_process';
 import { closeSync, openSync, writeSync, writevSync } from 'node:fs';
 import { resolve as resolvePath } from 'node:path';
-import { Worker } from 'node:worker_threads';
+import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 import {
   FsError, UTIME_NOW, toFsError, type Attr, type Entry, type Filesystem, type RequestContext, type SetattrRequest,
 } from '@layerfs/core';
@@ -67,12 +67,20 @@ const OUR_MINOR = 31;
 const PAGE = 4096;
 const TRACE = process.env.LAYERFS_FUSE_TRACE === '1';
 
-/** The worker's code: blocking reads of /dev/fuse, each request posted (transferred). */
+/**
+ * The worker's code: blocking reads of /dev/fuse, each request posted to the JS thread. A
+ * small request is copied into its own ArrayBuffer; a large one (a write) is read into, and
+ * transferred as, a whole request buffer, which the JS thread sends back once served (the
+ * worker takes back returned buffers before each read): no copy and no 1 MiB allocation per
+ * write.
+ */
 const READER_SOURCE = `
-const { workerData, parentPort } = require('node:worker_threads');
+const { workerData, parentPort, receiveMessageOnPort } = require('node:worker_threads');
 const { readSync } = require('node:fs');
-const { fd, size } = workerData;
-const buf = Buffer.allocUnsafeSlow(size);
+const { fd, size, back } = workerData;
+const SMALL = 65536;
+const spare = [];
+let buf = Buffer.from(new ArrayBuffer(size));
 for (;;) {
   let n;
   try { n = readSync(fd, buf, 0, size, null); }
@@ -82,9 +90,16 @@ for (;;) {
     break;
   }
   if (n === 0) { parentPort.postMessage({ end: 'EOF' }); break; }
-  const ab = new ArrayBuffer(n);
-  new Uint8Array(ab).set(buf.subarray(0, n));
-  parentPort.postMessage(ab, [ab]);
+  if (n <= SMALL) {
+    const ab = new ArrayBuffer(n);
+    new Uint8Array(ab).set(buf.subarray(0, n));
+    parentPort.postMessage(ab, [ab]);
+    continue;
+  }
+  const ab = buf.buffer;
+  parentPort.postMessage({ ab, n }, [ab]);
+  for (let m; (m = receiveMessageOnPort(back)) !== undefined;) spare.push(m.message);
+  buf = Buffer.from(spare.pop() ?? new ArrayBuffer(size));
 }
 `;
 
@@ -107,6 +122,10 @@ class LowLevelSession implements MountHandle {
   private readonly fd: number;
   private readonly opts: Required<LowLevelOptions>;
   private readonly worker: Worker;
+  /** Where whole request buffers go back to the reader once served. */
+  private readonly back: MessagePort;
+  /** Reply buffers for reads (header + `maxWrite` bytes), reused. */
+  private readonly readBuffers: Buffer[] = [];
   private resolveClosed!: () => void;
   private resolveInit!: (err?: Error) => void;
   readonly initDone: Promise<void>;
@@ -132,11 +151,16 @@ class LowLevelSession implements MountHandle {
     this.closed = new Promise((r) => { this.resolveClosed = r; });
     this.initDone = new Promise((res, rej) => { this.resolveInit = (e) => (e ? rej(e) : res()); });
     const size = opts.maxPages * PAGE + PAGE;
-    this.worker = new Worker(READER_SOURCE, { eval: true, workerData: { fd, size } });
+    const { port1, port2 } = new MessageChannel();
+    this.back = port1;
+    this.worker = new Worker(READER_SOURCE, { eval: true, workerData: { fd, size, back: port2 }, transferList: [port2] });
     this.worker.unref();
+    this.back.unref();
     this.worker.on('message', (m: unknown) => {
-      if (m instanceof ArrayBuffer) this.dispatch(new Request(new Uint8Array(m)));
-      else void this.end(String((m as { end: string }).end));
+      if (m instanceof ArrayBuffer) { this.dispatch(new Request(new Uint8Array(m))); return; }
+      const big = m as { ab?: ArrayBuffer; n: number; end?: string };
+      if (big.ab) this.dispatch(new Request(new Uint8Array(big.ab, 0, big.n)), big.ab);
+      else void this.end(String(big.end));
     });
     this.worker.on('error', (e) => { process.stderr.write(`layerfs-fuse lowlevel: reader failed: ${String(e)}\n`); void this.end('reader error'); });
   }
@@ -194,7 +218,7 @@ class LowLevelSession implements MountHandle {
     return { uid, gid, pid, umask };
   }
 
-  private dispatch(req: Request): void {
+  private dispatch(req: Request, recycle?: ArrayBuffer): void {
     const name = OP_NAMES[req.opcode] ?? `op${req.opcode}`;
     this.ops[name] = (this.ops[name] ?? 0) + 1;
     if (req.opcode === Op.FORGET) { this.forget(req.nodeid, req.u64()); return; }
@@ -214,7 +238,11 @@ class LowLevelSession implements MountHandle {
       }
       const errno = e instanceof FsError || err.code !== 'EIO' ? err.errno : -5;
       this.replyError(req, errno < 0 ? errno : -errno);
-    }).finally(() => { this.inFlight--; this.pending.delete(p); });
+    }).finally(() => {
+      this.inFlight--;
+      this.pending.delete(p);
+      if (recycle && !this.ended) this.back.postMessage(recycle, [recycle]);
+    });
     this.pending.add(p);
   }
 
@@ -375,10 +403,7 @@ class LowLevelSession implements MountHandle {
         this.handles.set(`f${r.fh}`, { ino: r.entry.ino, dir: false });
         return this.replyEntry(req, r.entry, (b, at) => writeOpenOut(b, r.fh, this.fileOpenFlags(r), at), OPEN_OUT);
       }
-      case Op.READ: {
-        const fh = req.u64(); const offset = req.u64(); const size = req.u32();
-        return this.replyBytes(req, await fs.read(this.ctx(req), ino, fh, size, offset));
-      }
+      case Op.READ: return this.read(req);
       case Op.WRITE: {
         const fh = req.u64(); const offset = req.u64(); const size = req.u32();
         req.skip(20);
@@ -499,6 +524,26 @@ class LowLevelSession implements MountHandle {
     at += INIT_OUT;
     this.send(b);
     this.resolveInit();
+  }
+
+  /** READ: the filesystem reads into a reused reply buffer, sent in one write when it did. */
+  private async read(req: Request): Promise<void> {
+    const fh = req.u64(); const offset = req.u64(); const size = req.u32();
+    const cap = OUT_HEADER + Math.max(size, this.maxWrite);
+    let b = this.readBuffers.pop();
+    if (!b || b.length < OUT_HEADER + size) b = Buffer.allocUnsafeSlow(cap);
+    try {
+      const into = b.subarray(OUT_HEADER, OUT_HEADER + size);
+      const data = await this.fs.read(this.ctx(req), req.nodeid, fh, size, offset, into);
+      if (data.buffer === b.buffer && data.byteOffset === b.byteOffset + OUT_HEADER) {
+        writeOutHeader(b, OUT_HEADER + data.length, 0, req.unique);
+        this.send(b, OUT_HEADER + data.length);
+      } else {
+        this.replyBytes(req, data);
+      }
+    } finally {
+      if (this.readBuffers.length < 8) this.readBuffers.push(b);
+    }
   }
 
   private async setattr(req: Request): Promise<void> {

@@ -1,0 +1,304 @@
+/**
+ * Real mounts through the low-level transport (`mountLowLevel`: the kernel protocol on
+ * /dev/fuse): a MemoryLayer touched with `node:fs` promises and shell commands (file
+ * operations, errno mapping, st_ino, nanosecond times, one-time setattrs, xattrs, hard links
+ * sharing one kernel inode, cached listings dropped after a change, 1 MiB write requests,
+ * lookup balance after unmount); an OverlayFs over PassthroughLayers served in this process
+ * and touched only from child processes (copy-up, whiteouts, lookups of the overlay and
+ * every layer back to 1); and the kernel-overlayfs oracle against a daemon that serves the
+ * overlay with this transport (bench/lib/layerfs-server.mjs, LAYERFS_TRANSPORT=lowlevel).
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { ROOT_CONTEXT } from '@layerfs/core';
+import { MemoryLayer, kernelOverlayUnavailable, runMountOracle } from '@layerfs/testkit';
+import { overlayFromDirs } from '../../overlay/src/index.js';
+import { findMount, mountLowLevel, type LowLevelStats, type MountHandle } from '../src/index.js';
+import { mountSkip, recording, sh, shResult, tempDir, type Recorder } from './helpers.js';
+
+const q = (p: string) => JSON.stringify(p);
+
+describe.skipIf(mountSkip)('mountLowLevel() of a MemoryLayer (needs root and /dev/fuse)', () => {
+  let dir: string;
+  let mnt: string;
+  let layer: MemoryLayer;
+  let rec: Recorder;
+  let h: MountHandle | undefined;
+  const stats = () => h!.stats() as LowLevelStats;
+
+  beforeAll(async () => {
+    dir = await tempDir('fuse-lowlevel');
+    mnt = join(dir, 'mnt');
+    await fsp.mkdir(mnt);
+    layer = new MemoryLayer();
+    const r = recording(layer, 0);
+    rec = r.rec;
+    h = await mountLowLevel(r.fs, mnt);
+  });
+
+  afterAll(async () => {
+    await h?.unmount();
+    await fsp.rm(dir, { recursive: true, force: true });
+  });
+
+  it('is a fuse.layerfs mount', async () => {
+    expect(await findMount(mnt)).toMatchObject({ fstype: 'fuse.layerfs' });
+  });
+
+  it('creates, writes, reads, lists, renames and removes through the kernel', async () => {
+    await fsp.mkdir(join(mnt, 'd'));
+    await fsp.writeFile(join(mnt, 'd', 'f'), 'hello');
+    expect(await fsp.readFile(join(mnt, 'd', 'f'), 'utf8')).toBe('hello');
+    expect(await fsp.readdir(join(mnt, 'd'))).toEqual(['f']);
+    await fsp.rename(join(mnt, 'd', 'f'), join(mnt, 'g'));
+    expect((await fsp.readdir(mnt)).sort()).toEqual(['d', 'g']);
+    await fsp.symlink('g', join(mnt, 's'));
+    expect(await fsp.readlink(join(mnt, 's'))).toBe('g');
+    expect(await fsp.readFile(join(mnt, 's'), 'utf8')).toBe('hello');
+    await fsp.chmod(join(mnt, 'g'), 0o600);
+    expect((await fsp.stat(join(mnt, 'g'))).mode & 0o7777).toBe(0o600);
+    await fsp.truncate(join(mnt, 'g'), 2);
+    expect(await fsp.readFile(join(mnt, 'g'), 'utf8')).toBe('he');
+    await fsp.writeFile(join(mnt, 'g'), 'xyz');    // O_TRUNC at open (atomic_o_trunc)
+    expect(await fsp.readFile(join(mnt, 'g'), 'utf8')).toBe('xyz');
+    await fsp.unlink(join(mnt, 's'));
+    await fsp.unlink(join(mnt, 'g'));
+    await fsp.rmdir(join(mnt, 'd'));
+    expect(await fsp.readdir(mnt)).toEqual([]);
+  });
+
+  it('answers with the errno of the FsError', async () => {
+    await expect(fsp.stat(join(mnt, 'nope'))).rejects.toMatchObject({ code: 'ENOENT' });
+    await fsp.mkdir(join(mnt, 'full'));
+    await fsp.writeFile(join(mnt, 'full', 'x'), '');
+    await expect(fsp.rmdir(join(mnt, 'full'))).rejects.toMatchObject({ code: 'ENOTEMPTY' });
+    await expect(fsp.readlink(join(mnt, 'full', 'x'))).rejects.toMatchObject({ code: 'EINVAL' });
+    await expect(fsp.mkdir(join(mnt, 'full'))).rejects.toMatchObject({ code: 'EEXIST' });
+    await expect(fsp.readFile(join(mnt, 'full'))).rejects.toMatchObject({ code: 'EISDIR' });
+    const r = await shResult(`getfattr -n user.none ${q(join(mnt, 'full', 'x'))}`);
+    expect(r.stderr).toMatch(/No such attribute/);
+    await fsp.rm(join(mnt, 'full'), { recursive: true });
+  });
+
+  it('shows the filesystem inode number as st_ino and as d_ino', async () => {
+    await fsp.writeFile(join(mnt, 'ino'), 'x');
+    const e = await layer.lookup(ROOT_CONTEXT, 1, 'ino');
+    await layer.forget(ROOT_CONTEXT, e.ino, 1);
+    expect((await fsp.stat(join(mnt, 'ino'))).ino).toBe(e.ino);
+    const lsIno = (await sh(`ls -i ${q(mnt)} | grep ' ino$'`)).trim().split(/\s+/)[0];
+    expect(Number(lsIno)).toBe(e.ino);
+    await fsp.unlink(join(mnt, 'ino'));
+  });
+
+  it('receives a 1 MiB write as one request of the negotiated size (max_pages 256)', async () => {
+    expect(stats().maxWrite).toBe(1 << 20);
+    rec.writeSizes.length = 0;
+    await sh(`dd if=/dev/zero of=${q(join(mnt, 'big'))} bs=1M count=4 status=none`);
+    expect(rec.writeSizes).toEqual(Array(4).fill(1 << 20));
+    expect((await fsp.stat(join(mnt, 'big'))).size).toBe(4 << 20);
+    expect(await sh(`md5sum < ${q(join(mnt, 'big'))}`)).toMatch(/^b5cfa9d6c8febd618f91ac2843d50a1c/);
+    await fsp.unlink(join(mnt, 'big'));
+  });
+
+  it('sets times with nanoseconds, and atime or mtime alone', async () => {
+    const p = join(mnt, 't');
+    await fsp.writeFile(p, '');
+    await sh(`touch -d '2001-02-03 04:05:06.123456789Z' ${q(p)}`);
+    expect(await sh(`stat -c '%x|%y' ${q(p)}`)).toBe('2001-02-03 04:05:06.123456789 +0000|2001-02-03 04:05:06.123456789 +0000\n');
+    await sh(`touch -m -d '2011-12-13 14:15:16Z' ${q(p)}`);
+    await sh(`touch -a -d '1999-01-01 00:00:00Z' ${q(p)}`);
+    expect(await sh(`stat -c '%x|%y' ${q(p)}`)).toBe('1999-01-01 00:00:00.000000000 +0000|2011-12-13 14:15:16.000000000 +0000\n');
+    const before = Date.now();
+    await sh(`touch ${q(p)}`);  // UTIME_NOW
+    expect((await fsp.stat(p)).mtimeMs).toBeGreaterThanOrEqual(before - 1000);
+    await fsp.unlink(p);
+  });
+
+  it('sets, reads, lists and removes extended attributes (size probe, ERANGE)', async () => {
+    const p = join(mnt, 'x');
+    await fsp.writeFile(p, '');
+    await sh(`setfattr -n user.a -v hello ${q(p)} && setfattr -n user.b -v 2 ${q(p)}`);
+    expect(await sh(`getfattr --only-values -n user.a ${q(p)}`)).toBe('hello');
+    expect((await sh(`getfattr -d ${q(p)}`)).split('\n').filter((l) => l.startsWith('user.'))).toEqual(['user.a="hello"', 'user.b="2"']);
+    const r = await shResult(`python3 -c "
+import os, errno, sys
+try:
+    os.getxattr(sys.argv[1], 'user.a')
+    print('ok')
+except OSError as e:
+    print(errno.errorcode[e.errno])
+" ${q(p)}`);
+    expect(r.stdout.trim()).toBe('ok');
+    await sh(`setfattr -x user.a ${q(p)}`);
+    expect(await shResult(`getfattr -n user.a ${q(p)}`)).toMatchObject({ code: 1 });
+    await fsp.unlink(p);
+  });
+
+  it('gives hard links one kernel inode: a change through one name shows through the other', async () => {
+    const a = join(mnt, 'ha');
+    const b = join(mnt, 'hb');
+    await fsp.writeFile(a, 'one');
+    await fsp.link(a, b);
+    await fsp.stat(a); await fsp.stat(b);
+    await fsp.chmod(b, 0o640);
+    await fsp.writeFile(b, 'two!');
+    const [sa, sb] = [await fsp.stat(a), await fsp.stat(b)];
+    expect([sa.ino, sa.nlink, sa.mode & 0o777, sa.size]).toEqual([sb.ino, 2, 0o640, 4]);
+    expect(await fsp.readFile(a, 'utf8')).toBe('two!');
+    await fsp.unlink(b);
+    expect((await fsp.stat(a)).nlink).toBe(1);
+    await fsp.unlink(a);
+  });
+
+  it('serves a warm listing from the kernel cache and drops it after a change in the directory', async () => {
+    const d = join(mnt, 'ls');
+    await fsp.mkdir(d);
+    for (const n of ['a', 'b', 'c']) await fsp.writeFile(join(d, n), n);
+    const listings = () => (stats().ops.readdir ?? 0) + (stats().ops.readdirplus ?? 0);
+    expect(await sh(`ls ${q(d)}`)).toBe('a\nb\nc\n');
+    const warm = listings();
+    expect(await sh(`ls ${q(d)}`)).toBe('a\nb\nc\n');
+    expect(listings()).toBe(warm);   // FOPEN_CACHE_DIR: no request
+    const steps: [string, string][] = [
+      [`touch ${q(join(d, 'n'))}`, 'a\nb\nc\nn\n'],
+      [`rm ${q(join(d, 'a'))}`, 'b\nc\nn\n'],
+      [`mv ${q(join(d, 'b'))} ${q(join(d, 'z'))}`, 'c\nn\nz\n'],
+      [`mkdir ${q(join(d, 'm'))}`, 'c\nm\nn\nz\n'],
+      [`ln -s c ${q(join(d, 'l'))}`, 'c\nl\nm\nn\nz\n'],
+      [`ln ${q(join(d, 'c'))} ${q(join(d, 'h'))}`, 'c\nh\nl\nm\nn\nz\n'],
+      [`rmdir ${q(join(d, 'm'))}`, 'c\nh\nl\nn\nz\n'],
+      [`mv ${q(join(d, 'n'))} ${q(mnt)}/`, 'c\nh\nl\nz\n'],
+    ];
+    for (const [cmd, want] of steps) {
+      await sh(cmd);
+      expect([cmd, await sh(`ls ${q(d)}`)]).toEqual([cmd, want]);
+    }
+    await fsp.rm(d, { recursive: true });
+    await fsp.unlink(join(mnt, 'n'));
+  });
+
+  it('answers unknown operations with ENOSYS (ioctl reaches the caller as ENOTTY)', async () => {
+    await fsp.writeFile(join(mnt, 'io'), 'x');
+    const r = await shResult(`python3 -c "
+import fcntl, errno, sys
+f = open(sys.argv[1], 'rb')
+try:
+    fcntl.ioctl(f.fileno(), 0x80086601, bytearray(8))
+    print('ok')
+except OSError as e:
+    print(errno.errorcode[e.errno])
+" ${q(join(mnt, 'io'))}`);
+    expect(r.stdout.trim()).toBe('ENOTTY');
+    await fsp.unlink(join(mnt, 'io'));
+  });
+
+  it('forgets every lookup the kernel held at unmount (liveInodes back to 1)', async () => {
+    await sh(`mkdir -p ${q(join(mnt, 'a/b/c'))} && for i in 1 2 3; do echo $i > ${q(join(mnt, 'a/b/c'))}/f$i; done; ls -lR ${q(mnt)} >/dev/null; find ${q(mnt)} >/dev/null`);
+    expect(layer.liveInodes()).toBeGreaterThan(1);
+    await h!.unmount();
+    h = undefined;
+    expect(await findMount(mnt)).toBeUndefined();
+    expect(layer.liveInodes()).toBe(1);
+  });
+});
+
+describe.skipIf(mountSkip)('mountLowLevel() of an OverlayFs over PassthroughLayers, touched from child processes (needs root and /dev/fuse)', () => {
+  let dir: string;
+  let mnt: string;
+  let h: MountHandle | undefined;
+  let overlay: Awaited<ReturnType<typeof overlayFromDirs>>;
+
+  beforeAll(async () => {
+    dir = await tempDir('fuse-lowlevel-ovl');
+    for (const d of ['lower', 'upper', 'work', 'mnt']) await fsp.mkdir(join(dir, d));
+    await sh(`cd ${q(join(dir, 'lower'))} && mkdir -p sub/deep && echo low > sub/f && echo keep > k && echo deep > sub/deep/x && ln k klink`);
+    mnt = join(dir, 'mnt');
+    overlay = await overlayFromDirs({ lowerdir: join(dir, 'lower'), upperdir: join(dir, 'upper'), workdir: join(dir, 'work') });
+    h = await mountLowLevel(overlay, mnt);
+  });
+
+  afterAll(async () => {
+    await h?.unmount();
+    await overlay?.destroy();
+    await fsp.rm(dir, { recursive: true, force: true });
+  });
+
+  it('copies up, whites out and lists the merged tree', async () => {
+    const m = q(mnt);
+    expect(await sh(`cd ${m} && find . | sort`)).toBe('.\n./k\n./klink\n./sub\n./sub/deep\n./sub/deep/x\n./sub/f\n');
+    await sh(`cd ${m} && echo more >> sub/f && rm k && mkdir new && echo n > new/n && mv sub/deep/x sub/y && chmod 700 sub`);
+    expect(await sh(`cd ${m} && find . | sort && cat sub/f sub/y`)).toBe('.\n./klink\n./new\n./new/n\n./sub\n./sub/deep\n./sub/f\n./sub/y\nlow\nmore\ndeep\n');
+    expect(await sh(`stat -c %a ${q(join(mnt, 'sub'))}`)).toBe('700\n');
+    expect(await sh(`cat ${q(join(dir, 'lower', 'sub', 'f'))}`)).toBe('low\n');
+    expect(await sh(`stat -c %F ${q(join(dir, 'upper', 'k'))}`)).toBe('character special file\n');
+    const r = await shResult(`cat ${q(join(mnt, 'k'))}`);
+    expect(r.stderr).toMatch(/No such file or directory/);
+  });
+
+  it('gives every lookup back at unmount (the overlay and its layers back to 1)', async () => {
+    await sh(`find ${q(mnt)} -exec stat {} + >/dev/null`);
+    expect(overlay.liveInodes()).toBeGreaterThan(1);
+    await h!.unmount();
+    h = undefined;
+    expect(overlay.liveInodes()).toBe(1);
+    await overlay.dropCaches();   // the overlay's bounded cache of layer inodes
+    for (const l of overlay.layers) expect(l.liveInodes?.()).toBe(1);
+  });
+});
+
+const repo = fileURLToPath(new URL('../../..', import.meta.url));
+const server = join(repo, 'bench', 'lib', 'layerfs-server.mjs');
+/** Newest modification time of the `.ts` files under `dir`. */
+function newestSource(dir: string): number {
+  let t = 0;
+  for (const f of readdirSync(dir, { recursive: true, encoding: 'utf8' })) if (f.endsWith('.ts')) t = Math.max(t, statSync(join(dir, f)).mtimeMs); // lint-allow-sync (sources, not the mount)
+  return t;
+}
+/** The daemon imports the built packages: rebuild when a source is newer than its output. */
+async function ensureBuilt(): Promise<void> {
+  const built = (p: string) => {
+    const f = join(repo, 'packages', p, 'dist', '.tsbuildinfo');
+    return existsSync(f) ? statSync(f).mtimeMs : 0; // lint-allow-sync (build output, not the mount)
+  };
+  const out = join(repo, 'packages', 'fuse', 'dist', 'lowlevel', 'session.js');
+  const stale = !existsSync(out) || // lint-allow-sync (build output)
+    ['fuse', 'overlay', 'passthrough', 'core'].some((p) => newestSource(join(repo, 'packages', p, 'src')) > built(p));
+  if (stale) await promisify(execFile)('pnpm', ['exec', 'tsc', '-b', join(repo, 'packages', 'overlay'), join(repo, 'packages', 'fuse')], { cwd: repo });
+}
+
+const unavailable = mountSkip ? 'no root or /dev/fuse' : await kernelOverlayUnavailable();
+
+describe.skipIf(unavailable !== undefined)(`oracle through the low-level transport: kernel overlayfs vs the overlay served by mountLowLevel in a daemon (${unavailable ?? 'root, /dev/fuse and kernel overlay available'})`, () => {
+  const daemons = new Set<ChildProcess>();
+  beforeAll(ensureBuilt, 120_000);
+  afterAll(async () => {
+    for (const c of daemons) c.kill('SIGKILL');
+  });
+
+  it('agrees on 20 generated sequences of up to 30 operations', async () => {
+    const res = await runMountOracle(async (l) => {
+      const opts = `lowerdir=${l.lowerdirs.join(':')},upperdir=${l.upperdir},workdir=${l.workdir}`;
+      const child = spawn(process.execPath, [server, 'mount', '-f', '-o', opts, l.mountpoint],
+        { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, LAYERFS_TRANSPORT: 'lowlevel' } });
+      daemons.add(child);
+      const exited = new Promise<void>((r) => child.on('exit', () => r()));
+      const end = Date.now() + 20_000;
+      while (!(await findMount(l.mountpoint))) {
+        if (Date.now() > end || child.exitCode !== null) throw new Error(`the daemon did not mount ${l.mountpoint}`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      return async () => {
+        child.kill('SIGTERM');   // the daemon unmounts and exits
+        await Promise.race([exited, new Promise((r) => setTimeout(r, 10_000))]);
+        daemons.delete(child);
+        if (await findMount(l.mountpoint)) await sh(`umount -l ${q(l.mountpoint)}`);
+      };
+    }, { numRuns: 20, sutName: 'layerfs low-level mount', dirNlink: true, dirTimes: true });
+    expect(res.failed).toBe(false);
+  }, 300_000);
+});
