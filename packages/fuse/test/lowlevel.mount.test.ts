@@ -164,6 +164,8 @@ except OSError as e:
     const warm = listings();
     expect(await sh(`ls ${q(d)}`)).toBe('a\nb\nc\n');
     expect(listings()).toBe(warm);   // FOPEN_CACHE_DIR: no request
+    // FUSE_NO_OPENDIR_SUPPORT: the one OPENDIR answered ENOSYS, no RELEASEDIR ever.
+    expect([stats().ops.opendir, stats().ops.releasedir]).toEqual([1, undefined]);
     const steps: [string, string][] = [
       [`touch ${q(join(d, 'n'))}`, 'a\nb\nc\nn\n'],
       [`rm ${q(join(d, 'a'))}`, 'b\nc\nn\n'],

@@ -12,7 +12,7 @@ import { closeSync, openSync, writeSync, writevSync } from 'node:fs';
 import { resolve as resolvePath } from 'node:path';
 import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 import {
-  FsError, UTIME_NOW, toFsError, type Attr, type Entry, type Filesystem, type RequestContext, type SetattrRequest,
+  FsError, UTIME_NOW, toFsError, type Attr, type DirEntry, type Entry, type Filesystem, type RequestContext, type SetattrRequest,
 } from '@layerfs/core';
 import type { MountHandle, MountStats } from '../mount.js';
 import {
@@ -49,6 +49,13 @@ export interface LowLevelOptions {
   keepCache?: boolean;
   /** Let the kernel cache directory listings (FOPEN_CACHE_DIR). Default true. */
   cacheDir?: boolean;
+  /**
+   * Ask the kernel not to send OPENDIR/RELEASEDIR (FUSE_NO_OPENDIR_SUPPORT: a warm listing then
+   * costs no request at all); the session opens the directory itself for a listing and keeps
+   * that handle while the listing continues. Needs `cacheDir` (the kernel then always caches
+   * listings). Default true.
+   */
+  noOpendir?: boolean;
   /** Call `fs.destroy()` after the session ended. Default false. */
   destroyOnUnmount?: boolean;
 }
@@ -104,6 +111,8 @@ for (;;) {
 `;
 
 interface Handle { readonly ino: number; readonly dir: boolean }
+/** A directory handle the session opened itself for a listing (no-opendir mode). */
+interface Listing { readonly ino: number; readonly fh: number; next: number; busy: boolean; temp: boolean; timer: NodeJS.Timeout | undefined }
 
 const live = new Set<LowLevelSession>();
 let exitGuard = false;
@@ -141,6 +150,10 @@ class LowLevelSession implements MountHandle {
   private ended = false;
   private unmounting: Promise<void> | undefined;
   private conn: number | undefined;
+  /** The kernel sends no OPENDIR/RELEASEDIR: listings use the session's own handles. */
+  private noOpendir = false;
+  /** Directory handles the session opened for listings (no-opendir mode), by inode. */
+  private readonly listings = new Map<number, Listing>();
 
   constructor(fs: Filesystem, mountpoint: string, fd: number, optionString: string, opts: Required<LowLevelOptions>) {
     this.fs = fs;
@@ -197,6 +210,7 @@ class LowLevelSession implements MountHandle {
     if (TRACE) process.stderr.write(`layerfs-fuse lowlevel: session ended (${why})\n`);
     this.resolveInit(new FsError('ENODEV', { syscall: 'mount', path: this.mountpoint, detail: `FUSE session ended before INIT (${why})` }));
     while (this.pending.size > 0) await Promise.allSettled([...this.pending]);
+    for (const l of [...this.listings.values()]) this.dropListing(l);
     const ctx = this.context(0, 0, 0, 0);
     for (const [fh, h] of this.handles) {
       const n = Number(fh.slice(1));
@@ -454,6 +468,7 @@ class LowLevelSession implements MountHandle {
       }
       case Op.REMOVEXATTR: await fs.removexattr(this.ctx(req), ino, req.cstr()); return this.replyEmpty(req);
       case Op.OPENDIR: {
+        if (this.noOpendir) throw FsError.of('ENOSYS');   // the kernel stops asking (no-opendir mode)
         const r = await fs.opendir(this.ctx(req), ino);
         const flags = this.opts.cacheDir ? FOPEN.CACHE_DIR | FOPEN.KEEP_CACHE : 0;
         if (this.replyOpen(req, r.fh, flags)) this.handles.set(`d${r.fh}`, { ino, dir: true });
@@ -506,7 +521,9 @@ class LowLevelSession implements MountHandle {
     let want = InitFlag.ASYNC_READ | InitFlag.ATOMIC_O_TRUNC | InitFlag.BIG_WRITES | InitFlag.DONT_MASK |
       InitFlag.MAX_PAGES | InitFlag.CACHE_SYMLINKS;
     if (this.opts.readdirplus) want |= InitFlag.DO_READDIRPLUS;
+    if (this.opts.noOpendir && this.opts.cacheDir) want |= InitFlag.NO_OPENDIR_SUPPORT;
     const flags = want & kflags;
+    this.noOpendir = (flags & InitFlag.NO_OPENDIR_SUPPORT) !== 0;
     const maxPages = flags & InitFlag.MAX_PAGES ? this.opts.maxPages : 32;
     this.maxWrite = maxPages * PAGE;
     const len = OUT_HEADER + INIT_OUT;
@@ -546,6 +563,32 @@ class LowLevelSession implements MountHandle {
     }
   }
 
+  /**
+   * A listing step without a kernel handle (no-opendir mode): a continuation at the offset
+   * where the directory's cached handle stopped reuses it; anything else opens the directory
+   * afresh (and caches that handle unless the cached one is busy). A cached handle is released
+   * at the end of its listing or after 10 s without use.
+   */
+  private async openListing(ctx: RequestContext, ino: number, offset: number): Promise<Listing> {
+    const cached = this.listings.get(ino);
+    if (cached && !cached.busy && offset !== 0 && offset === cached.next) return cached;
+    const r = await this.fs.opendir(ctx, ino);
+    const now = this.listings.get(ino);
+    const l: Listing = { ino, fh: r.fh, next: offset, busy: false, temp: false, timer: undefined };
+    if (now?.busy) { l.temp = true; return l; }
+    if (now) this.dropListing(now);
+    l.timer = setTimeout(() => this.dropListing(l), 10_000);
+    l.timer.unref();
+    this.listings.set(ino, l);
+    return l;
+  }
+
+  private dropListing(l: Listing): void {
+    if (this.listings.get(l.ino) === l) this.listings.delete(l.ino);
+    if (l.timer) clearTimeout(l.timer);
+    void this.fs.releasedir(this.context(0, 0, 0, 0), l.ino, l.fh).catch(() => undefined);
+  }
+
   private async setattr(req: Request): Promise<void> {
     const valid = req.u32(); req.skip(4);
     const fh = req.u64(); const size = req.u64(); req.skip(8);
@@ -568,7 +611,15 @@ class LowLevelSession implements MountHandle {
   private async readdir(req: Request, plus: boolean): Promise<void> {
     const fh = req.u64(); const offset = req.u64(); const size = req.u32();
     const ctx = this.ctx(req);
-    const all = await this.fs.readdir(ctx, req.nodeid, fh, offset, false);
+    let listing: Listing | undefined;
+    let all: DirEntry[];
+    if (this.noOpendir) {
+      listing = await this.openListing(ctx, req.nodeid, offset);
+      listing.busy = true;
+      try { all = await this.fs.readdir(ctx, req.nodeid, listing.fh, offset, false); } finally { listing.busy = false; }
+    } else {
+      all = await this.fs.readdir(ctx, req.nodeid, fh, offset, false);
+    }
     const names: Buffer[] = [];
     let used = 0;
     for (const d of all) {
@@ -579,6 +630,10 @@ class LowLevelSession implements MountHandle {
       used += need;
     }
     const n = names.length;
+    if (listing) {
+      if (listing.temp || all.length === 0) this.dropListing(listing);
+      else if (n > 0) listing.next = all[n - 1]!.offset;
+    }
     let entries: (Entry | undefined)[] = [];
     if (plus) {
       entries = await Promise.all(all.slice(0, n).map((d) =>
@@ -613,7 +668,7 @@ function optionsWithDefaults(o: LowLevelOptions): Required<LowLevelOptions> {
     noatime: o.noatime ?? false, fsname: o.fsname ?? 'layerfs', subtype: o.subtype ?? 'layerfs',
     entryTimeout: o.entryTimeout ?? 86400, attrTimeout: o.attrTimeout ?? 86400, negativeTimeout: o.negativeTimeout ?? 0,
     maxPages: Math.max(1, Math.min(256, Math.floor(o.maxPages ?? 256))), readdirplus: o.readdirplus ?? true,
-    keepCache: o.keepCache ?? true, cacheDir: o.cacheDir ?? true, destroyOnUnmount: o.destroyOnUnmount ?? false,
+    keepCache: o.keepCache ?? true, cacheDir: o.cacheDir ?? true, noOpendir: o.noOpendir ?? true, destroyOnUnmount: o.destroyOnUnmount ?? false,
   };
 }
 
