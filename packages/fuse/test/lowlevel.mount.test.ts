@@ -218,7 +218,7 @@ describe.skipIf(mountSkip)('mountLowLevel() of an OverlayFs over PassthroughLaye
   beforeAll(async () => {
     dir = await tempDir('fuse-lowlevel-ovl');
     for (const d of ['lower', 'upper', 'work', 'mnt']) await fsp.mkdir(join(dir, d));
-    await sh(`cd ${q(join(dir, 'lower'))} && mkdir -p sub/deep && echo low > sub/f && echo keep > k && echo deep > sub/deep/x && ln k klink`);
+    await sh(`cd ${q(join(dir, 'lower'))} && mkdir -p sub/deep && echo low > sub/f && echo keep > k && echo deep > sub/deep/x && ln k klink && echo hl > h1 && ln h1 h2`);
     mnt = join(dir, 'mnt');
     overlay = await overlayFromDirs({ lowerdir: join(dir, 'lower'), upperdir: join(dir, 'upper'), workdir: join(dir, 'work') });
     h = await mountLowLevel(overlay, mnt);
@@ -232,14 +232,24 @@ describe.skipIf(mountSkip)('mountLowLevel() of an OverlayFs over PassthroughLaye
 
   it('copies up, whites out and lists the merged tree', async () => {
     const m = q(mnt);
-    expect(await sh(`cd ${m} && find . | sort`)).toBe('.\n./k\n./klink\n./sub\n./sub/deep\n./sub/deep/x\n./sub/f\n');
+    expect(await sh(`cd ${m} && find . | sort`)).toBe('.\n./h1\n./h2\n./k\n./klink\n./sub\n./sub/deep\n./sub/deep/x\n./sub/f\n');
     await sh(`cd ${m} && echo more >> sub/f && rm k && mkdir new && echo n > new/n && mv sub/deep/x sub/y && chmod 700 sub`);
-    expect(await sh(`cd ${m} && find . | sort && cat sub/f sub/y`)).toBe('.\n./klink\n./new\n./new/n\n./sub\n./sub/deep\n./sub/f\n./sub/y\nlow\nmore\ndeep\n');
+    expect(await sh(`cd ${m} && find . | sort && cat sub/f sub/y`)).toBe('.\n./h1\n./h2\n./klink\n./new\n./new/n\n./sub\n./sub/deep\n./sub/f\n./sub/y\nlow\nmore\ndeep\n');
     expect(await sh(`stat -c %a ${q(join(mnt, 'sub'))}`)).toBe('700\n');
     expect(await sh(`cat ${q(join(dir, 'lower', 'sub', 'f'))}`)).toBe('low\n');
     expect(await sh(`stat -c %F ${q(join(dir, 'upper', 'k'))}`)).toBe('character special file\n');
     const r = await shResult(`cat ${q(join(mnt, 'k'))}`);
     expect(r.stderr).toMatch(/No such file or directory/);
+  });
+
+  it('copies up the name a lower hard link was changed through, and shows the other name unchanged', async () => {
+    const m = q(mnt);
+    expect(await sh(`cd ${m} && cat h1 h2 && stat -c %h h1 h2`)).toBe('hl\nhl\n2\n2\n');
+    await sh(`cd ${m} && cat h2 >/dev/null && echo more >> h1`);
+    expect(await sh(`cd ${m} && cat h1 && echo -- && cat h2`)).toBe('hl\nmore\n--\nhl\n');
+    expect(await sh(`cat ${q(join(dir, 'upper', 'h1'))} && ls ${q(join(dir, 'upper'))}`)).toMatch(/^hl\nmore\n/);
+    await sh(`cd ${m} && chmod 600 h2`);
+    expect(await sh(`cd ${m} && stat -c %a h1 h2 && cat h2`)).toBe('644\n600\nhl\n');
   });
 
   it('gives every lookup back at unmount (the overlay and its layers back to 1)', async () => {

@@ -12,7 +12,7 @@ import { closeSync, openSync, writeSync, writevSync } from 'node:fs';
 import { resolve as resolvePath } from 'node:path';
 import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 import {
-  FsError, UTIME_NOW, toFsError, type Attr, type DirEntry, type Entry, type Filesystem, type RequestContext, type SetattrRequest,
+  FsError, S_IFDIR, S_IFMT, UTIME_NOW, toFsError, type Attr, type DirEntry, type Entry, type Filesystem, type RequestContext, type SetattrRequest,
 } from '@layerfs/core';
 import type { MountHandle, MountStats } from '../mount.js';
 import {
@@ -152,6 +152,8 @@ class LowLevelSession implements MountHandle {
   private conn: number | undefined;
   /** The kernel sends no OPENDIR/RELEASEDIR: listings use the session's own handles. */
   private noOpendir = false;
+  /** Node ids last seen as non-directories with several links (no caching for them). */
+  private readonly multiLinked = new Set<number>();
   /** Directory handles the session opened for listings (no-opendir mode), by inode. */
   private readonly listings = new Map<number, Listing>();
 
@@ -264,7 +266,7 @@ class LowLevelSession implements MountHandle {
     const held = this.lookups.get(ino) ?? 0;
     const give = Math.min(held, n);
     if (give <= 0) return;
-    if (held - give === 0) this.lookups.delete(ino); else this.lookups.set(ino, held - give);
+    if (held - give === 0) { this.lookups.delete(ino); this.multiLinked.delete(ino); } else this.lookups.set(ino, held - give);
     const p = this.fs.forget(this.context(0, 0, 0, 0), ino, give).catch(() => undefined);
     this.pending.add(p);
     void p.finally(() => this.pending.delete(p));
@@ -309,7 +311,8 @@ class LowLevelSession implements MountHandle {
     const len = OUT_HEADER + ENTRY_OUT + extraLen;
     const b = Buffer.allocUnsafe(len);
     writeOutHeader(b, len, 0, req.unique);
-    writeEntry(b, e, this.opts.entryTimeout, this.opts.attrTimeout, OUT_HEADER);
+    const [et, at] = this.timeouts(e.attr);
+    writeEntry(b, e, et, at, OUT_HEADER);
     extra?.(b, OUT_HEADER + ENTRY_OUT);
     if (this.send(b)) this.lookups.set(e.ino, (this.lookups.get(e.ino) ?? 0) + 1);
     else await this.fs.forget(this.context(0, 0, 0, 0), e.ino, 1);
@@ -319,7 +322,7 @@ class LowLevelSession implements MountHandle {
     const len = OUT_HEADER + ATTR_OUT;
     const b = Buffer.allocUnsafe(len);
     writeOutHeader(b, len, 0, req.unique);
-    writeAttrOut(b, a, this.opts.attrTimeout, OUT_HEADER);
+    writeAttrOut(b, a, this.timeouts(a)[1], OUT_HEADER);
     this.send(b);
   }
 
@@ -338,9 +341,25 @@ class LowLevelSession implements MountHandle {
     this.send(b);
   }
 
-  private fileOpenFlags(r: { directIo?: boolean }): number {
+  private fileOpenFlags(r: { directIo?: boolean }, ino: number): number {
     if (r.directIo) return FOPEN.DIRECT_IO;
-    return this.opts.keepCache ? FOPEN.KEEP_CACHE : 0;
+    return this.opts.keepCache && !this.multiLinked.has(ino) ? FOPEN.KEEP_CACHE : 0;
+  }
+
+  /**
+   * Entry and attribute timeouts for `a`. A non-directory with more than one link gets none:
+   * over a lower hard link the overlay keeps one inode for every name until a copy-up breaks
+   * the link (kernel overlayfs with index=off does the same), and only a fresh lookup of the
+   * name used tells it which name to copy up and lets the kernel see the names part. Its
+   * pages are not kept across opens either (`multiLinked`).
+   */
+  private timeouts(a: Attr): [number, number] {
+    if ((a.mode & S_IFMT) !== S_IFDIR && a.nlink > 1) {
+      this.multiLinked.add(a.ino);
+      return [0, 0];
+    }
+    if (this.multiLinked.size > 0) this.multiLinked.delete(a.ino);
+    return [this.opts.entryTimeout, this.opts.attrTimeout];
   }
 
   private async serve(req: Request): Promise<void> {
@@ -406,7 +425,7 @@ class LowLevelSession implements MountHandle {
       case Op.OPEN: {
         const flags = req.u32();
         const r = await fs.open(this.ctx(req), ino, flags);
-        if (this.replyOpen(req, r.fh, this.fileOpenFlags(r))) this.handles.set(`f${r.fh}`, { ino, dir: false });
+        if (this.replyOpen(req, r.fh, this.fileOpenFlags(r, ino))) this.handles.set(`f${r.fh}`, { ino, dir: false });
         else await fs.release(this.ctx(req), ino, r.fh);
         return;
       }
@@ -415,7 +434,7 @@ class LowLevelSession implements MountHandle {
         const name = req.cstr();
         const r = await fs.create(this.ctx(req, umask), ino, name, mode, flags);
         this.handles.set(`f${r.fh}`, { ino: r.entry.ino, dir: false });
-        return this.replyEntry(req, r.entry, (b, at) => writeOpenOut(b, r.fh, this.fileOpenFlags(r), at), OPEN_OUT);
+        return this.replyEntry(req, r.entry, (b, at) => writeOpenOut(b, r.fh, this.fileOpenFlags(r, r.entry.ino), at), OPEN_OUT);
       }
       case Op.READ: return this.read(req);
       case Op.WRITE: {
@@ -646,7 +665,7 @@ class LowLevelSession implements MountHandle {
       const d = all[i]!;
       if (plus) {
         const e = entries[i];
-        if (e) writeEntry(b, e, this.opts.entryTimeout, this.opts.attrTimeout, at);
+        if (e) { const [et, atm] = this.timeouts(e.attr); writeEntry(b, e, et, atm, at); }
         else b.fill(0, at, at + ENTRY_OUT);
         at += ENTRY_OUT;
       }
