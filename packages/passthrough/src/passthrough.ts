@@ -88,6 +88,11 @@ interface PtNode {
   lost?: boolean;
   /** Root or work dir: addressed through its own descriptor. */
   readonly fixedFd?: number;
+  /**
+   * Generation of this table inode (FUSE's nodeid + generation): from one counter of the
+   * layer, so an inode number the table hands out again never comes with an old generation.
+   */
+  readonly generation: number;
 }
 
 /** How to address one inode in a host call. */
@@ -198,7 +203,8 @@ export class PassthroughLayer implements Layer {
   private readonly table: InodeTable<PtNode>;
   private readonly cache: DirFdCache;
   private readonly handles = new Map<number, Handle>();
-  private readonly generations = new Map<number, number>();
+  /** The last generation given to a new table inode (the root has 1). */
+  private lastGeneration = 1;
   private readonly uidmap: IdMap;
   private readonly gidmap: IdMap;
   private nextFh = 1;
@@ -219,9 +225,8 @@ export class PassthroughLayer implements Layer {
     this.rootFd = libc.openat(AT_FDCWD, this.root, O.PATH | O.DIRECTORY);
     const rst = libc.statx(this.rootFd, '', AT_EMPTY_PATH);
     this.rootDev = rst.dev;
-    this.table = new InodeTable<PtNode>(keyOf(rst), { type: 'directory', key: keyOf(rst), paths: [''], fixedFd: this.rootFd },
+    this.table = new InodeTable<PtNode>(keyOf(rst), { type: 'directory', key: keyOf(rst), paths: [''], fixedFd: this.rootFd, generation: 1 },
       this.options.onExcessForget ? { onExcessForget: this.options.onExcessForget } : {});
-    this.generations.set(ROOT_INO, 1);
     if (this.options.workdir !== undefined) {
       const work = nodePath.resolve(this.options.workdir);
       const fd = libc.openat(AT_FDCWD, work, O.PATH | O.DIRECTORY);
@@ -242,8 +247,7 @@ export class PassthroughLayer implements Layer {
       this.workFd = fd;
       this.workdir = work;
       const wst = libc.statx(fd, '', AT_EMPTY_PATH);
-      const { record } = this.table.acquire(keyOf(wst), () => ({ type: 'directory', key: keyOf(wst), paths: [WORK], fixedFd: fd }), 1, this.preferredIno(wst));
-      this.bumpGeneration(record.ino);
+      const { record } = this.table.acquire(keyOf(wst), () => ({ type: 'directory', key: keyOf(wst), paths: [WORK], fixedFd: fd, generation: ++this.lastGeneration }), 1, this.preferredIno(wst));
       this.workIno = record.ino;
     }
   }
@@ -283,12 +287,6 @@ export class PassthroughLayer implements Layer {
   /** Descriptor statistics: directory descriptors cached now, the cache bound, opens and evictions. */
   fdStats(): { cached: number; max: number; opened: number; evicted: number; handles: number } {
     return { cached: this.cache.size, max: this.cache.max, opened: this.cache.opened, evicted: this.cache.evicted, handles: this.handles.size };
-  }
-
-  private bumpGeneration(ino: number): number {
-    const g = (this.generations.get(ino) ?? 0) + 1;
-    this.generations.set(ino, g);
-    return g;
   }
 
   private preferredIno(st: HostStat): number | undefined {
@@ -342,12 +340,9 @@ export class PassthroughLayer implements Layer {
   /** Take one lookup on the inode `st` reached through `path`, and build its Entry. */
   private entryFor(st: HostStat, path: string, whiteout: boolean): Entry {
     const key = keyOf(st);
-    const { record, created } = this.table.acquire(key, () => ({ type: typeOfMode(st.mode), key, paths: [path] }), 1, this.preferredIno(st));
-    let generation: number;
-    if (created) {
-      generation = this.bumpGeneration(record.ino);
-    } else {
-      generation = this.generations.get(record.ino) ?? 1;
+    const { record, created } = this.table.acquire(key, () => ({ type: typeOfMode(st.mode), key, paths: [path], generation: ++this.lastGeneration }), 1, this.preferredIno(st));
+    const generation = record.value.generation;
+    if (!created) {
       const node = record.value;
       node.lost = false;
       if (node.fixedFd === undefined && !node.paths.includes(path)) {
