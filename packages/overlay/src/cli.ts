@@ -9,6 +9,7 @@ import { spawn } from 'node:child_process';
 import { closeSync, createWriteStream, openSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
+import { setFlagsFromString } from 'node:v8';
 import { clearStaleMount, mount, probeMountpoint, staleMountCommands, unmountPath } from '@layerfs/fuse';
 import { CliError, parseMountArgs, validateLayers, type MountRequest } from './cli-args.js';
 import { overlayFromDirs } from './from-dirs.js';
@@ -77,6 +78,11 @@ async function serve(req: MountRequest, io: CliIo): Promise<number> {
   const ready = req.readyFd !== undefined ? createWriteStream('', { fd: req.readyFd }) : undefined;
   const report = (msg: string) => new Promise<void>((r) => { if (ready) ready.end(`${msg}\n`, () => r()); else r(); });
   let ov;
+  // The daemon holds an inode per name the kernel keeps; V8's default heap growth keeps the
+  // old-space pages of forgotten ones (measured at 100k files: 1,259 B per inode and +12.4 MiB
+  // after a second find + forget; with 30 % growth ~800 B and +1.5 MiB, for ~1 µs of GC per
+  // lookup). Applies to the serving process only (the library leaves its host's flags alone).
+  setFlagsFromString('--heap-growing-percent=30');
   try {
     await validateLayers(req);
     await prepareMountpoint(req.mountpoint, io);
