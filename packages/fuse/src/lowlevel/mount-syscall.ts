@@ -42,10 +42,10 @@ export function runUmount(target: string, lazy: boolean): Promise<boolean> {
   });
 }
 
-/** The device minor of the FUSE mount at `mountpoint` (its fusectl connection number), if mounted. */
-export async function connectionOf(mountpoint: string): Promise<number | undefined> {
+/** The device (`major:minor`) of the FUSE mount at `mountpoint`; the minor is its fusectl connection number. */
+export async function deviceOf(mountpoint: string): Promise<string | undefined> {
   const text = await readFile('/proc/self/mountinfo', 'utf8');
-  let found: number | undefined;
+  let found: string | undefined;
   for (const line of text.split('\n')) {
     const f = line.split(' ');
     if (f.length < 5) continue;
@@ -53,10 +53,14 @@ export async function connectionOf(mountpoint: string): Promise<number | undefin
     if (mp !== mountpoint) continue;
     const sep = f.indexOf('-');
     if (sep < 0 || !(f[sep + 1] ?? '').startsWith('fuse')) continue;
-    const dev = f[2]!.split(':');
-    found = Number(dev[1]);
+    found = f[2];
   }
   return found;
+}
+
+/** Set the read-ahead of the mount's backing device (`major:minor`) in KiB; false when it could not. */
+export async function setReadAhead(dev: string, kib: number): Promise<boolean> {
+  try { await writeFile(`/sys/class/bdi/${dev}/read_ahead_kb`, String(kib)); return true; } catch { return false; }
 }
 
 /** Abort FUSE connection `conn` through fusectl (pending and future requests fail with ENOTCONN). */

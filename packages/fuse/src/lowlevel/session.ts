@@ -19,7 +19,7 @@ import {
   ATTR_OUT, ENTRY_OUT, FATTR, FOPEN, FSYNC_FDATASYNC, GETATTR_FH, INIT_OUT, InitFlag, OPEN_OUT, OP_NAMES, OUT_HEADER,
   Op, Request, STATFS_OUT, direntSize, writeAttrOut, writeDirent, writeEntry, writeOpenOut, writeOutHeader, writeStatfs,
 } from './protocol.js';
-import { MS_NOATIME, MS_NODEV, MS_NOSUID, MS_RDONLY, abortConnection, connectionOf, runUmount, sysMount } from './mount-syscall.js';
+import { MS_NOATIME, MS_NODEV, MS_NOSUID, MS_RDONLY, abortConnection, deviceOf, runUmount, setReadAhead, sysMount } from './mount-syscall.js';
 
 /** Options of `mountLowLevel`. */
 export interface LowLevelOptions {
@@ -43,6 +43,8 @@ export interface LowLevelOptions {
   negativeTimeout?: number;
   /** Pages per read/write request (1..256; 256 = 1 MiB). Default 256. */
   maxPages?: number;
+  /** Read-ahead of the mount in KiB (0: the kernel's default, 128). Default: the request size (`maxPages` × 4). */
+  readAheadKiB?: number;
   /** Answer READDIRPLUS (one `lookup` per listed entry). Default true. */
   readdirplus?: boolean;
   /** Keep file pages across opens (FOPEN_KEEP_CACHE). Default true. */
@@ -180,9 +182,16 @@ class LowLevelSession implements MountHandle {
     this.worker.on('error', (e) => { process.stderr.write(`layerfs-fuse lowlevel: reader failed: ${String(e)}\n`); void this.end('reader error'); });
   }
 
-  /** Remember the fusectl connection number (for an abort when a lazy unmount stays busy). */
+  /**
+   * Remember the fusectl connection number (for an abort when a lazy unmount stays busy) and
+   * raise the device's read-ahead to the request size (the kernel's default of 128 KiB would
+   * cut sequential reads into 128 KiB requests).
+   */
   async findConnection(): Promise<void> {
-    this.conn = await connectionOf(this.mountpoint);
+    const dev = await deviceOf(this.mountpoint);
+    if (dev === undefined) return;
+    this.conn = Number(dev.split(':')[1]);
+    if (this.opts.readAheadKiB > 0) await setReadAhead(dev, this.opts.readAheadKiB);
   }
 
   stats(): LowLevelStats {
@@ -550,7 +559,7 @@ class LowLevelSession implements MountHandle {
     writeOutHeader(b, len, 0, req.unique);
     let at = OUT_HEADER;
     b.writeUInt32LE(7, at); b.writeUInt32LE(OUR_MINOR, at + 4);
-    b.writeUInt32LE(Math.min(maxReadahead, this.maxWrite), at + 8);
+    b.writeUInt32LE(Math.max(maxReadahead, this.maxWrite), at + 8);
     b.writeUInt32LE(flags >>> 0, at + 12);
     b.writeUInt16LE(64, at + 16); // max_background
     b.writeUInt16LE(48, at + 18); // congestion_threshold
@@ -686,7 +695,8 @@ function optionsWithDefaults(o: LowLevelOptions): Required<LowLevelOptions> {
     allowOther: o.allowOther ?? false, defaultPermissions: o.defaultPermissions ?? true, readOnly: o.readOnly ?? false,
     noatime: o.noatime ?? false, fsname: o.fsname ?? 'layerfs', subtype: o.subtype ?? 'layerfs',
     entryTimeout: o.entryTimeout ?? 86400, attrTimeout: o.attrTimeout ?? 86400, negativeTimeout: o.negativeTimeout ?? 0,
-    maxPages: Math.max(1, Math.min(256, Math.floor(o.maxPages ?? 256))), readdirplus: o.readdirplus ?? true,
+    maxPages: Math.max(1, Math.min(256, Math.floor(o.maxPages ?? 256))),
+    readAheadKiB: o.readAheadKiB ?? Math.max(1, Math.min(256, Math.floor(o.maxPages ?? 256))) * 4, readdirplus: o.readdirplus ?? true,
     keepCache: o.keepCache ?? true, cacheDir: o.cacheDir ?? true, noOpendir: o.noOpendir ?? true, destroyOnUnmount: o.destroyOnUnmount ?? false,
   };
 }
