@@ -121,6 +121,24 @@ describe.skipIf(mountSkip)('mountLowLevel() of a MemoryLayer (needs root and /de
     await fsp.unlink(p);
   });
 
+  it('passes renameat2 flags (RENAME_EXCHANGE swaps, RENAME_NOREPLACE refuses)', async () => {
+    await fsp.writeFile(join(mnt, 'e1'), 'one');
+    await fsp.writeFile(join(mnt, 'e2'), 'two');
+    const r = await shResult(`cd ${q(mnt)} && python3 -c "
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+def rn(a, b, flags):
+    r = libc.renameat2(-100, a.encode(), -100, b.encode(), flags)
+    return 'ok' if r == 0 else os.strerror(ctypes.get_errno())
+print(rn('e1', 'e2', 2))
+print(rn('e1', 'e2', 1))
+"`);
+    expect(r.stdout).toBe('ok\nFile exists\n');
+    expect([await fsp.readFile(join(mnt, 'e1'), 'utf8'), await fsp.readFile(join(mnt, 'e2'), 'utf8')]).toEqual(['two', 'one']);
+    await fsp.unlink(join(mnt, 'e1'));
+    await fsp.unlink(join(mnt, 'e2'));
+  });
+
   it('sets, reads, lists and removes extended attributes (size probe, ERANGE)', async () => {
     const p = join(mnt, 'x');
     await fsp.writeFile(p, '');
@@ -220,7 +238,7 @@ describe.skipIf(mountSkip)('mountLowLevel() of an OverlayFs over PassthroughLaye
   beforeAll(async () => {
     dir = await tempDir('fuse-lowlevel-ovl');
     for (const d of ['lower', 'upper', 'work', 'mnt']) await fsp.mkdir(join(dir, d));
-    await sh(`cd ${q(join(dir, 'lower'))} && mkdir -p sub/deep && echo low > sub/f && echo keep > k && echo deep > sub/deep/x && ln k klink && echo hl > h1 && ln h1 h2`);
+    await sh(`cd ${q(join(dir, 'lower'))} && mkdir -p sub/deep && echo low > sub/f && echo keep > k && echo deep > sub/deep/x && ln k klink && echo hl > h1 && ln h1 h2 && mkdir -p anc/b && touch anc/b/a`);
     mnt = join(dir, 'mnt');
     overlay = await overlayFromDirs({ lowerdir: join(dir, 'lower'), upperdir: join(dir, 'upper'), workdir: join(dir, 'work') });
     h = await mountLowLevel(overlay, mnt);
@@ -234,9 +252,9 @@ describe.skipIf(mountSkip)('mountLowLevel() of an OverlayFs over PassthroughLaye
 
   it('copies up, whites out and lists the merged tree', async () => {
     const m = q(mnt);
-    expect(await sh(`cd ${m} && find . | sort`)).toBe('.\n./h1\n./h2\n./k\n./klink\n./sub\n./sub/deep\n./sub/deep/x\n./sub/f\n');
+    expect(await sh(`cd ${m} && find . | sort`)).toBe('.\n./anc\n./anc/b\n./anc/b/a\n./h1\n./h2\n./k\n./klink\n./sub\n./sub/deep\n./sub/deep/x\n./sub/f\n');
     await sh(`cd ${m} && echo more >> sub/f && rm k && mkdir new && echo n > new/n && mv sub/deep/x sub/y && chmod 700 sub`);
-    expect(await sh(`cd ${m} && find . | sort && cat sub/f sub/y`)).toBe('.\n./h1\n./h2\n./klink\n./new\n./new/n\n./sub\n./sub/deep\n./sub/f\n./sub/y\nlow\nmore\ndeep\n');
+    expect(await sh(`cd ${m} && find . | sort && cat sub/f sub/y`)).toBe('.\n./anc\n./anc/b\n./anc/b/a\n./h1\n./h2\n./klink\n./new\n./new/n\n./sub\n./sub/deep\n./sub/f\n./sub/y\nlow\nmore\ndeep\n');
     expect(await sh(`stat -c %a ${q(join(mnt, 'sub'))}`)).toBe('700\n');
     expect(await sh(`cat ${q(join(dir, 'lower', 'sub', 'f'))}`)).toBe('low\n');
     expect(await sh(`stat -c %F ${q(join(dir, 'upper', 'k'))}`)).toBe('character special file\n');
@@ -252,6 +270,26 @@ describe.skipIf(mountSkip)('mountLowLevel() of an OverlayFs over PassthroughLaye
     expect(await sh(`cat ${q(join(dir, 'upper', 'h1'))} && ls ${q(join(dir, 'upper'))}`)).toMatch(/^hl\nmore\n/);
     await sh(`cd ${m} && chmod 600 h2`);
     expect(await sh(`cd ${m} && stat -c %a h1 h2 && cat h2`)).toBe('644\n600\nhl\n');
+  });
+
+  it('shows fresh attributes of the directories above a copy-up (compared and invalidated before the reply)', async () => {
+    const shown = () => sh(`cd ${q(mnt)} && stat -c '%h %Y %Z' anc anc/b`);
+    const before = await shown();
+    await sh(`setfattr -n user.k -v 1 ${q(join(mnt, 'anc', 'b', 'a'))}`);   // copies up anc and anc/b
+    const fresh = async (names: string[]) => {
+      let parent = 1;
+      const out: string[] = [];
+      for (const n of names) {
+        const e = await overlay.lookup(ROOT_CONTEXT, parent, n);
+        await overlay.forget(ROOT_CONTEXT, e.ino, 1);
+        out.push(`${e.attr.nlink} ${e.attr.mtime.sec} ${e.attr.ctime.sec}`);
+        parent = e.ino;
+      }
+      return `${out.join('\n')}\n`;
+    };
+    const want = await fresh(['anc', 'b']);
+    expect(want).not.toBe(before);   // the copy-up changed what the overlay reports
+    expect(await shown()).toBe(want);
   });
 
   it('gives every lookup back at unmount (the overlay and its layers back to 1)', async () => {

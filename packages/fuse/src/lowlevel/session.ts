@@ -12,7 +12,7 @@ import { closeSync, openSync, writeSync, writevSync } from 'node:fs';
 import { resolve as resolvePath } from 'node:path';
 import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 import {
-  FsError, S_IFDIR, S_IFMT, UTIME_NOW, toFsError, type Attr, type DirEntry, type Entry, type Filesystem, type RequestContext, type SetattrRequest,
+  FsError, S_IFDIR, S_IFMT, UTIME_NOW, opensForWrite, toFsError, type Attr, type DirEntry, type Entry, type Filesystem, type RequestContext, type SetattrRequest,
 } from '@layerfs/core';
 import type { MountHandle, MountStats } from '../mount.js';
 import {
@@ -68,6 +68,14 @@ export interface LowLevelStats extends MountStats {
   readonly maxWrite: number;
   /** Protocol minor the kernel offered. */
   readonly kernelMinor: number;
+}
+
+/** `fuse_notify_code` FUSE_NOTIFY_INVAL_INODE (sent as the error field of a unique-0 message). */
+const NOTIFY_INVAL_INODE = 2;
+
+/** What of a directory's attributes the kernel shows: compared after changes. */
+function dirKey(a: Attr): string {
+  return `${a.mode}/${a.nlink}/${a.uid}/${a.gid}/${a.size}/${a.mtime.sec}.${a.mtime.nsec}/${a.ctime.sec}.${a.ctime.nsec}`;
 }
 
 /** The minor protocol version this transport speaks. */
@@ -154,6 +162,12 @@ class LowLevelSession implements MountHandle {
   private conn: number | undefined;
   /** The kernel sends no OPENDIR/RELEASEDIR: listings use the session's own handles. */
   private noOpendir = false;
+  /** The directory each node id was last handed out from (to walk up after a change). */
+  private readonly parents = new Map<number, number>();
+  /** The attributes (as a key) the kernel was last given for each directory. */
+  private readonly dirKeys = new Map<number, string>();
+  /** Attribute invalidations sent for directories above a change. */
+  private invalidations = 0;
   /** Node ids last seen as non-directories with several links (no caching for them). */
   private readonly multiLinked = new Set<number>();
   /** Directory handles the session opened for listings (no-opendir mode), by inode. */
@@ -197,8 +211,8 @@ class LowLevelSession implements MountHandle {
   stats(): LowLevelStats {
     return {
       inFlight: this.inFlight, maxInFlight: this.maxInFlight, ops: { ...this.ops }, cachedPaths: this.lookups.size,
-      openHandles: this.handles.size, callerContexts: 0, attrCaching: this.opts.attrTimeout > 0, invalidations: 0,
-      relinked: 0, mounterContexts: 0, maxWrite: this.maxWrite, kernelMinor: this.kernelMinor,
+      openHandles: this.handles.size, callerContexts: 0, attrCaching: this.opts.attrTimeout > 0,
+      invalidations: this.invalidations, relinked: 0, mounterContexts: 0, maxWrite: this.maxWrite, kernelMinor: this.kernelMinor,
     };
   }
 
@@ -275,7 +289,7 @@ class LowLevelSession implements MountHandle {
     const held = this.lookups.get(ino) ?? 0;
     const give = Math.min(held, n);
     if (give <= 0) return;
-    if (held - give === 0) { this.lookups.delete(ino); this.multiLinked.delete(ino); } else this.lookups.set(ino, held - give);
+    if (held - give === 0) { this.lookups.delete(ino); this.multiLinked.delete(ino); this.parents.delete(ino); this.dirKeys.delete(ino); } else this.lookups.set(ino, held - give);
     const p = this.fs.forget(this.context(0, 0, 0, 0), ino, give).catch(() => undefined);
     this.pending.add(p);
     void p.finally(() => this.pending.delete(p));
@@ -323,8 +337,12 @@ class LowLevelSession implements MountHandle {
     const [et, at] = this.timeouts(e.attr);
     writeEntry(b, e, et, at, OUT_HEADER);
     extra?.(b, OUT_HEADER + ENTRY_OUT);
-    if (this.send(b)) this.lookups.set(e.ino, (this.lookups.get(e.ino) ?? 0) + 1);
-    else await this.fs.forget(this.context(0, 0, 0, 0), e.ino, 1);
+    if (this.send(b)) {
+      this.lookups.set(e.ino, (this.lookups.get(e.ino) ?? 0) + 1);
+      if (e.ino !== req.nodeid) this.parents.set(e.ino, req.nodeid);
+    } else {
+      await this.fs.forget(this.context(0, 0, 0, 0), e.ino, 1);
+    }
   }
 
   private replyAttr(req: Request, a: Attr): void {
@@ -368,7 +386,45 @@ class LowLevelSession implements MountHandle {
       return [0, 0];
     }
     if (this.multiLinked.size > 0) this.multiLinked.delete(a.ino);
+    if ((a.mode & S_IFMT) === S_IFDIR) this.dirKeys.set(a.ino, dirKey(a));
     return [this.opts.entryTimeout, this.opts.attrTimeout];
+  }
+
+  /**
+   * After a change: a change can copy objects up, which changes the attributes of directories
+   * the kernel saw no change in (a merged directory's nlink, an upper directory's times). Walk
+   * up from each `start` directory, compare each directory's attributes with what the kernel
+   * was last given, and invalidate (attributes only) those that differ, before the reply.
+   */
+  private async ancestorsChanged(starts: (number | undefined)[]): Promise<void> {
+    const seen = new Set<number>();
+    const ctx = this.context(0, 0, 0, 0);
+    for (let d of starts) {
+      for (let depth = 0; d !== undefined && depth < 4096 && !seen.has(d); depth++) {
+        seen.add(d);
+        const had = this.dirKeys.get(d);
+        if (had !== undefined) {
+          let key: string | undefined;
+          try { key = dirKey(await this.fs.getattr(ctx, d)); } catch { key = undefined; }
+          if (key !== undefined && key !== had) {
+            this.dirKeys.set(d, key);
+            this.invalidateAttr(d);
+          }
+        }
+        if (d === 1) break;
+        d = this.parents.get(d);
+      }
+    }
+  }
+
+  /** FUSE_NOTIFY_INVAL_INODE with a negative offset: attributes only (never waits on pages). */
+  private invalidateAttr(ino: number): void {
+    const b = Buffer.alloc(OUT_HEADER + 24);
+    writeOutHeader(b, OUT_HEADER + 24, NOTIFY_INVAL_INODE, 0n);
+    b.writeBigUInt64LE(BigInt(ino), OUT_HEADER);
+    b.writeBigInt64LE(-1n, OUT_HEADER + 8);
+    this.invalidations++;
+    this.send(b);
   }
 
   private async serve(req: Request): Promise<void> {
@@ -404,20 +460,26 @@ class LowLevelSession implements MountHandle {
       case Op.SYMLINK: {
         const name = req.cstr();
         const target = req.cstr();
-        return this.replyEntry(req, await fs.symlink(this.ctx(req), ino, name, target));
+        const e = await fs.symlink(this.ctx(req), ino, name, target);
+        await this.ancestorsChanged([ino]);
+        return this.replyEntry(req, e);
       }
       case Op.MKNOD: {
         const mode = req.u32(); const rdev = req.u32(); const umask = req.u32(); req.skip(4);
         const name = req.cstr();
-        return this.replyEntry(req, await fs.mknod(this.ctx(req, umask), ino, name, mode, rdev));
+        const e = await fs.mknod(this.ctx(req, umask), ino, name, mode, rdev);
+        await this.ancestorsChanged([ino]);
+        return this.replyEntry(req, e);
       }
       case Op.MKDIR: {
         const mode = req.u32(); const umask = req.u32();
         const name = req.cstr();
-        return this.replyEntry(req, await fs.mkdir(this.ctx(req, umask), ino, name, mode));
+        const e = await fs.mkdir(this.ctx(req, umask), ino, name, mode);
+        await this.ancestorsChanged([ino]);
+        return this.replyEntry(req, e);
       }
-      case Op.UNLINK: await fs.unlink(this.ctx(req), ino, req.cstr()); return this.replyEmpty(req);
-      case Op.RMDIR: await fs.rmdir(this.ctx(req), ino, req.cstr()); return this.replyEmpty(req);
+      case Op.UNLINK: await fs.unlink(this.ctx(req), ino, req.cstr()); await this.ancestorsChanged([ino]); return this.replyEmpty(req);
+      case Op.RMDIR: await fs.rmdir(this.ctx(req), ino, req.cstr()); await this.ancestorsChanged([ino]); return this.replyEmpty(req);
       case Op.RENAME: case Op.RENAME2: {
         const newdir = req.u64();
         let flags = 0;
@@ -425,15 +487,19 @@ class LowLevelSession implements MountHandle {
         const name = req.cstr();
         const newname = req.cstr();
         await fs.rename(this.ctx(req), ino, name, newdir, newname, flags);
+        await this.ancestorsChanged([ino, newdir]);
         return this.replyEmpty(req);
       }
       case Op.LINK: {
         const old = req.u64();
-        return this.replyEntry(req, await fs.link(this.ctx(req), old, ino, req.cstr()));
+        const e = await fs.link(this.ctx(req), old, ino, req.cstr());
+        await this.ancestorsChanged([ino, this.parents.get(old)]);
+        return this.replyEntry(req, e);
       }
       case Op.OPEN: {
         const flags = req.u32();
         const r = await fs.open(this.ctx(req), ino, flags);
+        if (opensForWrite(flags)) await this.ancestorsChanged([this.parents.get(ino)]);
         if (this.replyOpen(req, r.fh, this.fileOpenFlags(r, ino))) this.handles.set(`f${r.fh}`, { ino, dir: false });
         else await fs.release(this.ctx(req), ino, r.fh);
         return;
@@ -442,6 +508,7 @@ class LowLevelSession implements MountHandle {
         const flags = req.u32(); const mode = req.u32(); const umask = req.u32(); req.skip(4);
         const name = req.cstr();
         const r = await fs.create(this.ctx(req, umask), ino, name, mode, flags);
+        await this.ancestorsChanged([ino]);
         this.handles.set(`f${r.fh}`, { ino: r.entry.ino, dir: false });
         return this.replyEntry(req, r.entry, (b, at) => writeOpenOut(b, r.fh, this.fileOpenFlags(r, r.entry.ino), at), OPEN_OUT);
       }
@@ -483,6 +550,7 @@ class LowLevelSession implements MountHandle {
         const size = req.u32(); const flags = req.u32();
         const name = req.cstr();
         await fs.setxattr(this.ctx(req), ino, name, req.take(size), flags);
+        await this.ancestorsChanged([this.parents.get(ino)]);
         return this.replyEmpty(req);
       }
       case Op.GETXATTR: case Op.LISTXATTR: {
@@ -494,7 +562,7 @@ class LowLevelSession implements MountHandle {
         if (data.length > size) throw FsError.of('ERANGE');
         return this.replyBytes(req, data);
       }
-      case Op.REMOVEXATTR: await fs.removexattr(this.ctx(req), ino, req.cstr()); return this.replyEmpty(req);
+      case Op.REMOVEXATTR: await fs.removexattr(this.ctx(req), ino, req.cstr()); await this.ancestorsChanged([this.parents.get(ino)]); return this.replyEmpty(req);
       case Op.OPENDIR: {
         if (this.noOpendir) throw FsError.of('ENOSYS');   // the kernel stops asking (no-opendir mode)
         const r = await fs.opendir(this.ctx(req), ino);
@@ -633,6 +701,7 @@ class LowLevelSession implements MountHandle {
     if (valid & FATTR.MTIME) ch.mtime = valid & FATTR.MTIME_NOW ? { sec: 0, nsec: UTIME_NOW } : { sec: mtime, nsec: mtimensec };
     if (valid & FATTR.CTIME) ch.ctime = { sec: ctime, nsec: ctimensec };
     const a = await this.fs.setattr(this.ctx(req), req.nodeid, ch, valid & FATTR.FH ? fh : undefined);
+    await this.ancestorsChanged([this.parents.get(req.nodeid)]);
     this.replyAttr(req, a);
   }
 
@@ -684,7 +753,7 @@ class LowLevelSession implements MountHandle {
     if (!plus) return;
     for (const e of entries) {
       if (!e) continue;
-      if (ok) this.lookups.set(e.ino, (this.lookups.get(e.ino) ?? 0) + 1);
+      if (ok) { this.lookups.set(e.ino, (this.lookups.get(e.ino) ?? 0) + 1); this.parents.set(e.ino, req.nodeid); }
       else await this.fs.forget(ctx, e.ino, 1);
     }
   }
