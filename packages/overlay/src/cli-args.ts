@@ -52,7 +52,15 @@ export interface MountRequest {
   foreground: boolean;
   /** Internal: the file descriptor a daemonised child reports readiness on. */
   readyFd?: number;
+  /**
+   * `transport=libfuse` (default: `mount()`, fuse-native) or `transport=lowlevel`
+   * (`mountLowLevel()`: the kernel protocol on /dev/fuse; root only).
+   */
+  transport: 'libfuse' | 'lowlevel';
 }
+
+/** Options only the libfuse transport takes (refused with `transport=lowlevel`). */
+const LIBFUSE_ONLY = new Set(['kernel_cache', 'max_write', 'max_read', 'debug']);
 
 /** Kernel mount flags libfuse 2 passes through unchanged. */
 const KERNEL_FLAGS = new Set(['suid', 'nosuid', 'dev', 'nodev', 'exec', 'noexec', 'sync', 'async', 'dirsync', 'atime']);
@@ -130,6 +138,8 @@ export function parseMountArgs(args: readonly string[], cwd = process.cwd()): Mo
   let gidmapping: string | undefined;
   let userxattr = false;
   let readOnly = false;
+  let transport: MountRequest['transport'] = 'libfuse';
+  const libfuseOnly: string[] = [];
   const fuse: MountOptions = { fsname: 'layerfs' };
   const extra: string[] = [];
   for (const o of optStrings.flatMap(splitOptions)) {
@@ -143,7 +153,14 @@ export function parseMountArgs(args: readonly string[], cwd = process.cwd()): Mo
     const flag = (): void => {
       if (val !== undefined) throw new CliError(`option ${key} takes no value`);
     };
+    if (LIBFUSE_ONLY.has(key) || (KERNEL_FLAGS.has(key) && key !== 'nosuid' && key !== 'nodev')) libfuseOnly.push(key);
     switch (key) {
+      case 'transport': {
+        const t = need();
+        if (t !== 'libfuse' && t !== 'lowlevel') throw new CliError(`option transport must be libfuse or lowlevel, not '${t}'`);
+        transport = t;
+        break;
+      }
       case 'lowerdir': lowerdir = need(); break;
       case 'upperdir': upperdir = need(); break;
       case 'workdir': workdir = need(); break;
@@ -183,7 +200,10 @@ export function parseMountArgs(args: readonly string[], cwd = process.cwd()): Mo
   if ((upperdir === undefined) !== (workdir === undefined)) {
     throw new CliError(upperdir === undefined ? 'option workdir needs upperdir' : 'option upperdir needs workdir');
   }
-  const req: MountRequest = { lowerdirs, userxattr, readOnly: readOnly || upperdir === undefined, fuse, mountpoint, foreground };
+  if (transport === 'lowlevel' && libfuseOnly.length > 0) {
+    throw new CliError(`option ${libfuseOnly[0]} is not supported with transport=lowlevel (it mounts nosuid,nodev and sizes its requests itself)`);
+  }
+  const req: MountRequest = { lowerdirs, userxattr, readOnly: readOnly || upperdir === undefined, fuse, mountpoint, foreground, transport };
   if (upperdir !== undefined) req.upperdir = resolvePath(cwd, upperdir);
   if (workdir !== undefined) req.workdir = resolvePath(cwd, workdir);
   if (whiteout !== undefined) req.whiteout = whiteout;

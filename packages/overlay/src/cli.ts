@@ -10,7 +10,7 @@ import { closeSync, createWriteStream, openSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { setFlagsFromString } from 'node:v8';
-import { clearStaleMount, mount, probeMountpoint, staleMountCommands, unmountPath } from '@layerfs/fuse';
+import { clearStaleMount, mount, mountLowLevel, probeMountpoint, staleMountCommands, unmountPath, type MountHandle } from '@layerfs/fuse';
 import { CliError, parseMountArgs, validateLayers, type MountRequest } from './cli-args.js';
 import { overlayFromDirs } from './from-dirs.js';
 
@@ -47,7 +47,10 @@ options (-o, comma separated):
   userxattr                                user.overlay.* xattrs instead of trusted.overlay.*
   ro | rw   noatime   allow_other   default_permissions (always on)   fsname=NAME  subtype=NAME
   entry_timeout=S (86400)  attr_timeout=S (86400)  negative_timeout=S (0)  kernel_cache  max_write=BYTES
-  max_read=BYTES   debug   nosuid nodev noexec suid dev exec sync async dirsync atime`;
+  max_read=BYTES   debug   nosuid nodev noexec suid dev exec sync async dirsync atime
+  transport=libfuse|lowlevel   libfuse (default): fuse-native; lowlevel: the kernel protocol on
+                               /dev/fuse (root only; not with kernel_cache, max_write, max_read,
+                               debug or mount flags other than nosuid/nodev)`;
 
 async function version(): Promise<string> {
   const pkg = JSON.parse(await readFile(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -97,7 +100,7 @@ async function serve(req: MountRequest, io: CliIo): Promise<number> {
       ...(req.gidmapping ? { gidmapping: req.gidmapping } : {}),
       userxattr: req.userxattr,
     });
-    const h = await mount(ov, req.mountpoint, { ...req.fuse, handleSignals: true, destroyOnUnmount: true });
+    const h = req.transport === 'lowlevel' ? await serveLowLevel(ov, req) : await mount(ov, req.mountpoint, { ...req.fuse, handleSignals: true, destroyOnUnmount: true });
     await report('ready');
     await h.closed;
     return 0;
@@ -108,6 +111,28 @@ async function serve(req: MountRequest, io: CliIo): Promise<number> {
     else io.err(`layerfs: ${msg}`);
     return e instanceof CliError ? e.status : 1;
   }
+}
+
+/**
+ * `transport=lowlevel`: mount with `mountLowLevel` (the options that map: allow_other, ro,
+ * noatime, fsname, subtype, timeouts) and unmount on SIGINT/SIGTERM, as `mount()` does
+ * with `handleSignals`.
+ */
+async function serveLowLevel(ov: Parameters<typeof mountLowLevel>[0], req: MountRequest): Promise<MountHandle> {
+  const f = req.fuse;
+  const h = await mountLowLevel(ov, req.mountpoint, {
+    allowOther: f.allowOther ?? false, readOnly: req.readOnly, noatime: f.noatime ?? false,
+    ...(f.fsname !== undefined ? { fsname: f.fsname } : {}), ...(f.subtype !== undefined ? { subtype: f.subtype } : {}),
+    ...(f.entryTimeout !== undefined ? { entryTimeout: f.entryTimeout } : {}),
+    ...(f.attrTimeout !== undefined ? { attrTimeout: f.attrTimeout } : {}),
+    ...(f.negativeTimeout !== undefined ? { negativeTimeout: f.negativeTimeout } : {}),
+    destroyOnUnmount: true,
+  });
+  const stop = () => { void h.unmount(); };
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  void h.closed.then(() => { process.off('SIGINT', stop); process.off('SIGTERM', stop); });
+  return h;
 }
 
 /** Start a detached `layerfs mount -f` child and wait until it reports the mount ready. */
