@@ -5,7 +5,7 @@
  * and a stale mount left by a killed daemon is cleared by the next `layerfs mount`.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { spawn, execFile } from 'node:child_process';
+import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import * as fsp from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -33,6 +33,29 @@ async function waitFor(cond: () => Promise<boolean>, ms = 20_000): Promise<void>
     if (Date.now() > end) throw new Error('timed out waiting');
     await new Promise((r) => setTimeout(r, 50));
   }
+}
+
+/**
+ * Start `layerfs mount -f -o o mnt` and wait until it is mounted; a daemon that exits or
+ * does not mount within 45 s fails with what it wrote on stderr (twice under the full suite's
+ * load a foreground daemon had not mounted after 20 s).
+ */
+async function foreground(o: string, mnt: string): Promise<{ child: ChildProcess; exited: Promise<number | null> }> {
+  const child = spawn(process.execPath, [bin, 'mount', '-f', '-o', o, mnt], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, LAYERFS_FUSE_TRACE: '1' } });
+  let stderr = '';
+  child.stderr!.on('data', (d: Buffer) => { stderr += d.toString(); });
+  let gone: number | null | undefined;
+  const exited = new Promise<number | null>((r) => child.on('exit', (code) => { gone = code; r(code); }));
+  try {
+    await waitFor(async () => {
+      if (gone !== undefined) throw new Error(`layerfs mount -f exited ${gone} before mounting: ${stderr}`);
+      return (await findMount(mnt)) !== undefined;
+    }, 45_000);
+  } catch (e) {
+    child.kill('SIGKILL');
+    throw new Error(`${(e as Error).message}; daemon stderr: ${stderr.slice(-2000)}`);
+  }
+  return { child, exited };
 }
 
 /** Bring dist/ up to date (the bin runs from it). */
@@ -87,29 +110,6 @@ describe.skipIf(mountSkip)('layerfs command with real mounts (needs root and /de
     await waitFor(async () => (await shResult(`pgrep -f -- ${JSON.stringify(`mount -f --ready-fd 3 -o ${opts()}`)}`)).code !== 0);
   }, 60_000);
 
-  it('serves with transport=lowlevel: copy-up and whiteout through the kernel protocol; umount ends the daemon', async () => {
-    const o = `${opts()},transport=lowlevel`;
-    // The tests after this one expect the upper as the first test left it.
-    const before = await fsp.readFile(join(upper, 'etc', 'hostname'));
-    const r = await layerfs('mount', '-o', o, mnt);
-    expect(r).toMatchObject({ code: 0, stderr: '' });
-    try {
-      expect((await findMount(mnt))?.fstype).toBe('fuse.layerfs');
-      // The low-level transport negotiates 1 MiB requests (libfuse 2 stays at 128 KiB).
-      expect((await fsp.readFile('/proc/self/mountinfo', 'utf8')).split('\n').find((l) => l.includes(` ${mnt} `))).toContain('max_read=1048576');
-      await sh(`cat ${JSON.stringify(join(mnt, 'etc', 'hostname'))} > /dev/null && echo ll >> ${JSON.stringify(join(mnt, 'etc', 'hostname'))} && touch ${JSON.stringify(join(mnt, 'etc', 'new'))}`);
-      expect(await sh(`cat ${JSON.stringify(join(mnt, 'etc', 'hostname'))}`)).toMatch(/\nll\n$/);
-      expect(await fsp.readFile(join(upper, 'etc', 'hostname'), 'utf8')).toMatch(/\nll\n$/);
-      expect((await fsp.stat(join(upper, 'etc', 'new'))).isFile()).toBe(true);
-    } finally {
-      expect(await layerfs('umount', mnt)).toMatchObject({ code: 0, stderr: '' });
-    }
-    expect(await findMount(mnt)).toBeUndefined();
-    await waitFor(async () => (await shResult(`pgrep -f -- ${JSON.stringify(`mount -f --ready-fd 3 -o ${o}`)}`)).code !== 0);
-    await fsp.rm(join(upper, 'etc', 'new'));
-    await fsp.writeFile(join(upper, 'etc', 'hostname'), before);
-  }, 60_000);
-
   it('mounts the example layers (OCI whiteouts below, chardev whiteouts in the upper): ls, copy-up, whiteout', async () => {
     const ex = join(pkg, '..', '..', 'examples', 'layers');
     const up = join(dir, 'ex-upper');
@@ -144,17 +144,8 @@ describe.skipIf(mountSkip)('layerfs command with real mounts (needs root and /de
   }, 60_000);
 
   it.each(['SIGTERM', 'SIGINT'] as const)('unmounts and exits 0 on %s (foreground)', async (sig) => {
-    const child = spawn(process.execPath, [bin, 'mount', '-f', '-o', opts(), mnt], { stdio: ['ignore', 'ignore', 'pipe'] });
-    let stderr = '';
-    child.stderr!.on('data', (d: Buffer) => { stderr += d.toString(); });
-    let gone: number | null | undefined;
-    const exited = new Promise<number | null>((r) => child.on('exit', (code) => { gone = code; r(code); }));
+    const { child, exited } = await foreground(opts(), mnt);
     try {
-      // A daemon that exits before mounting fails here with what it said (seen once, under load).
-      await waitFor(async () => {
-        if (gone !== undefined) throw new Error(`layerfs mount -f exited ${gone} before mounting: ${stderr}`);
-        return (await findMount(mnt)) !== undefined;
-      });
       expect(await fsp.readFile(join(mnt, 'etc', 'hostname'), 'utf8')).toBe('box\nmore\n');
       child.kill(sig);
       expect(await exited).toBe(0);
@@ -162,12 +153,10 @@ describe.skipIf(mountSkip)('layerfs command with real mounts (needs root and /de
     } finally {
       child.kill('SIGKILL');
     }
-  }, 60_000);
+  }, 90_000);
 
   it('clears a stale mount left by a killed daemon at the next mount', async () => {
-    const child = spawn(process.execPath, [bin, 'mount', '-f', '-o', opts(), mnt], { stdio: 'ignore' });
-    const exited = new Promise<void>((r) => child.on('exit', () => r()));
-    await waitFor(async () => (await findMount(mnt)) !== undefined);
+    const { child, exited } = await foreground(opts(), mnt);
     const before = await sh(`cat ${JSON.stringify(join(mnt, 'etc', 'hostname'))}`);
     child.kill('SIGKILL');
     await exited;
@@ -178,5 +167,29 @@ describe.skipIf(mountSkip)('layerfs command with real mounts (needs root and /de
     expect(r.stderr.trim()).toBe(`layerfs: cleared a stale mount at ${mnt} (ENOTCONN)`);
     expect(await sh(`cat ${JSON.stringify(join(mnt, 'etc', 'hostname'))}`)).toBe(before);
     expect(await layerfs('umount', mnt)).toMatchObject({ code: 0, stderr: '' });
+  }, 90_000);
+
+  // Last: it starts and stops a daemon on the other transport.
+  it('serves with transport=lowlevel: copy-up and whiteout through the kernel protocol; umount ends the daemon', async () => {
+    const o = `${opts()},transport=lowlevel`;
+    // The tests after this one expect the upper as the first test left it.
+    const before = await fsp.readFile(join(upper, 'etc', 'hostname'));
+    const r = await layerfs('mount', '-o', o, mnt);
+    expect(r).toMatchObject({ code: 0, stderr: '' });
+    try {
+      expect((await findMount(mnt))?.fstype).toBe('fuse.layerfs');
+      // The low-level transport negotiates 1 MiB requests (libfuse 2 stays at 128 KiB).
+      expect((await fsp.readFile('/proc/self/mountinfo', 'utf8')).split('\n').find((l) => l.includes(` ${mnt} `))).toContain('max_read=1048576');
+      await sh(`cat ${JSON.stringify(join(mnt, 'etc', 'hostname'))} > /dev/null && echo ll >> ${JSON.stringify(join(mnt, 'etc', 'hostname'))} && touch ${JSON.stringify(join(mnt, 'etc', 'new'))}`);
+      expect(await sh(`cat ${JSON.stringify(join(mnt, 'etc', 'hostname'))}`)).toMatch(/\nll\n$/);
+      expect(await fsp.readFile(join(upper, 'etc', 'hostname'), 'utf8')).toMatch(/\nll\n$/);
+      expect((await fsp.stat(join(upper, 'etc', 'new'))).isFile()).toBe(true);
+    } finally {
+      expect(await layerfs('umount', mnt)).toMatchObject({ code: 0, stderr: '' });
+    }
+    expect(await findMount(mnt)).toBeUndefined();
+    await waitFor(async () => (await shResult(`pgrep -f -- ${JSON.stringify(`mount -f --ready-fd 3 -o ${o}`)}`)).code !== 0);
+    await fsp.rm(join(upper, 'etc', 'new'));
+    await fsp.writeFile(join(upper, 'etc', 'hostname'), before);
   }, 60_000);
 });
