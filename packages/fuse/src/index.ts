@@ -10,4 +10,4 @@ export {
   type MountInfo, type MountpointState,
 } from './mounts.js';
 export { PathMap, type PathEntry } from './path-map.js';
-export { mountLowLevel, type LowLevelOptions, type LowLevelStats } from './lowlevel/session.js';
+export { LOW_LEVEL_SHARED_OPTIONS, mountLowLevel, type LowLevelOptions, type LowLevelStats } from './lowlevel/session.js';

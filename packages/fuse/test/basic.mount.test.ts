@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { ROOT_CONTEXT } from '@layerfs/core';
 import { MemoryLayer } from '@layerfs/testkit';
 import { mount, type MountHandle } from '../src/index.js';
-import { mountSkip, recording, sh, shResult, tempDir, type Recorder } from './helpers.js';
+import { exerciseBasicOps, mountSkip, recording, sh, shResult, tempDir, type Recorder } from './helpers.js';
 
 describe.skipIf(mountSkip)('mount() of a MemoryLayer (needs root and /dev/fuse)', () => {
   let dir: string;
@@ -35,25 +35,7 @@ describe.skipIf(mountSkip)('mount() of a MemoryLayer (needs root and /dev/fuse)'
     await fsp.rm(dir, { recursive: true, force: true });
   });
 
-  it('creates, writes, reads, lists, renames and removes through the kernel', async () => {
-    await fsp.mkdir(join(mnt, 'd'));
-    await fsp.writeFile(join(mnt, 'd', 'f'), 'hello');
-    expect(await fsp.readFile(join(mnt, 'd', 'f'), 'utf8')).toBe('hello');
-    expect(await fsp.readdir(join(mnt, 'd'))).toEqual(['f']);
-    await fsp.rename(join(mnt, 'd', 'f'), join(mnt, 'g'));
-    expect((await fsp.readdir(mnt)).sort()).toEqual(['d', 'g']);
-    await fsp.symlink('g', join(mnt, 's'));
-    expect(await fsp.readlink(join(mnt, 's'))).toBe('g');
-    expect(await fsp.readFile(join(mnt, 's'), 'utf8')).toBe('hello');
-    await fsp.chmod(join(mnt, 'g'), 0o600);
-    expect((await fsp.stat(join(mnt, 'g'))).mode & 0o7777).toBe(0o600);
-    await fsp.truncate(join(mnt, 'g'), 2);
-    expect(await fsp.readFile(join(mnt, 'g'), 'utf8')).toBe('he');
-    await fsp.unlink(join(mnt, 's'));
-    await fsp.unlink(join(mnt, 'g'));
-    await fsp.rmdir(join(mnt, 'd'));
-    expect(await fsp.readdir(mnt)).toEqual([]);
-  });
+  it('creates, writes, reads, lists, renames and removes through the kernel', () => exerciseBasicOps(mnt));
 
   it('answers with the errno of the FsError', async () => {
     await expect(fsp.stat(join(mnt, 'nope'))).rejects.toMatchObject({ code: 'ENOENT' });

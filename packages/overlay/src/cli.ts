@@ -10,7 +10,7 @@ import { closeSync, createWriteStream, openSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { setFlagsFromString } from 'node:v8';
-import { clearStaleMount, mount, mountLowLevel, probeMountpoint, staleMountCommands, unmountPath, type MountHandle } from '@layerfs/fuse';
+import { LOW_LEVEL_SHARED_OPTIONS, clearStaleMount, mount, mountLowLevel, probeMountpoint, staleMountCommands, unmountPath, type MountHandle } from '@layerfs/fuse';
 import { CliError, parseMountArgs, validateLayers, type MountRequest } from './cli-args.js';
 import { overlayFromDirs } from './from-dirs.js';
 
@@ -82,9 +82,9 @@ async function serve(req: MountRequest, io: CliIo): Promise<number> {
   const report = (msg: string) => new Promise<void>((r) => { if (ready) ready.end(`${msg}\n`, () => r()); else r(); });
   let ov;
   // The daemon holds an inode per name the kernel keeps; V8's default heap growth keeps the
-  // old-space pages of forgotten ones (measured at 100k files: 1,259 B per inode and +12.4 MiB
-  // after a second find + forget; with 30 % growth ~800 B and +1.5 MiB, for ~1 µs of GC per
-  // lookup). Applies to the serving process only (the library leaves its host's flags alone).
+  // old-space pages of forgotten ones (bench memory workload at 100k files: 1,259 B per inode
+  // and +12.4 MiB after a second find + forget; with 30 % growth 742 B and +2.4 MiB). Applies
+  // to the serving process only (the library leaves its host's flags alone).
   setFlagsFromString('--heap-growing-percent=30');
   try {
     await validateLayers(req);
@@ -114,20 +114,13 @@ async function serve(req: MountRequest, io: CliIo): Promise<number> {
 }
 
 /**
- * `transport=lowlevel`: mount with `mountLowLevel` (the options that map: allow_other, ro,
- * noatime, fsname, subtype, timeouts) and unmount on SIGINT/SIGTERM, as `mount()` does
+ * `transport=lowlevel`: mount with `mountLowLevel` (the `MountOptions` both transports
+ * share) and unmount on SIGINT/SIGTERM, as `mount()` does
  * with `handleSignals`.
  */
 async function serveLowLevel(ov: Parameters<typeof mountLowLevel>[0], req: MountRequest): Promise<MountHandle> {
-  const f = req.fuse;
-  const h = await mountLowLevel(ov, req.mountpoint, {
-    allowOther: f.allowOther ?? false, readOnly: req.readOnly, noatime: f.noatime ?? false,
-    ...(f.fsname !== undefined ? { fsname: f.fsname } : {}), ...(f.subtype !== undefined ? { subtype: f.subtype } : {}),
-    ...(f.entryTimeout !== undefined ? { entryTimeout: f.entryTimeout } : {}),
-    ...(f.attrTimeout !== undefined ? { attrTimeout: f.attrTimeout } : {}),
-    ...(f.negativeTimeout !== undefined ? { negativeTimeout: f.negativeTimeout } : {}),
-    destroyOnUnmount: true,
-  });
+  const shared = Object.fromEntries(LOW_LEVEL_SHARED_OPTIONS.filter((k) => req.fuse[k] !== undefined).map((k) => [k, req.fuse[k]]));
+  const h = await mountLowLevel(ov, req.mountpoint, { ...shared, readOnly: req.readOnly, destroyOnUnmount: true });
   const stop = () => { void h.unmount(); };
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);

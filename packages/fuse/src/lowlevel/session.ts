@@ -15,32 +15,24 @@ import {
   FsError, S_IFDIR, S_IFMT, UTIME_NOW, opensForWrite, toFsError, type Attr, type DirEntry, type Entry, type Filesystem, type RequestContext, type SetattrRequest,
 } from '@layerfs/core';
 import type { MountHandle, MountStats } from '../mount.js';
+import type { MountOptions } from '../options.js';
 import {
   ATTR_OUT, ENTRY_OUT, FATTR, FOPEN, FSYNC_FDATASYNC, GETATTR_FH, INIT_OUT, InitFlag, OPEN_OUT, OP_NAMES, OUT_HEADER,
   Op, Request, STATFS_OUT, direntSize, writeAttrOut, writeDirent, writeEntry, writeOpenOut, writeOutHeader, writeStatfs,
 } from './protocol.js';
 import { MS_NOATIME, MS_NODEV, MS_NOSUID, MS_RDONLY, abortConnection, deviceOf, runUmount, setReadAhead, sysMount } from './mount-syscall.js';
 
-/** Options of `mountLowLevel`. */
-export interface LowLevelOptions {
-  /** Let other users use the mount (`allow_other`). Default false. */
-  allowOther?: boolean;
-  /** The kernel checks permissions from the mode bits (`default_permissions`). Default true. */
-  defaultPermissions?: boolean;
-  /** Mount read-only. Default false. */
-  readOnly?: boolean;
-  /** Mount with `noatime`. Default false. */
-  noatime?: boolean;
-  /** Source shown in the mount table. Default 'layerfs'. */
-  fsname?: string;
-  /** Type shown as `fuse.<subtype>`. Default 'layerfs'. */
-  subtype?: string;
-  /** Seconds the kernel keeps names. Default 86400 (every change goes through this mount). */
-  entryTimeout?: number;
-  /** Seconds the kernel keeps attributes. Default 86400. */
-  attrTimeout?: number;
-  /** Seconds the kernel remembers a missing name (0: not at all). Default 0. */
-  negativeTimeout?: number;
+/** The options both transports share, with the same meanings and defaults (`MountOptions`). */
+type SharedOptions = 'allowOther' | 'defaultPermissions' | 'readOnly' | 'noatime' | 'fsname' | 'subtype'
+  | 'entryTimeout' | 'attrTimeout' | 'negativeTimeout';
+/** The `MountOptions` a low-level mount takes (`SharedOptions`). */
+export const LOW_LEVEL_SHARED_OPTIONS: readonly SharedOptions[] = ['allowOther', 'defaultPermissions', 'readOnly', 'noatime', 'fsname', 'subtype', 'entryTimeout', 'attrTimeout', 'negativeTimeout'];
+
+/**
+ * Options of `mountLowLevel`: the shared ones of `MountOptions` (attributes are cached for
+ * `attrTimeout` from the start: the kernel keeps one inode per node id), and its own.
+ */
+export interface LowLevelOptions extends Pick<MountOptions, SharedOptions> {
   /** Pages per read/write request (1..256; 256 = 1 MiB). Default 256. */
   maxPages?: number;
   /** Read-ahead of the mount in KiB (0: the kernel's default, 128). Default: the request size (`maxPages` × 4). */
