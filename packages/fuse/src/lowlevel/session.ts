@@ -2,15 +2,14 @@
  * `mountLowLevel(fs, mountpoint, options)`: the low-level FUSE transport. It opens
  * `/dev/fuse`, mounts it with mount(2) and speaks the kernel protocol itself: node ids are the
  * Filesystem's inode numbers (no path map), the lookups the kernel holds are counted per node
- * id and given back at the end of the session. A worker thread does the blocking reads of
- * `/dev/fuse` and posts each request to the JS thread, which decodes it, calls the Filesystem
- * (many requests in flight at once) and writes the reply (writing to /dev/fuse never blocks).
+ * id and given back at the end of the session. The JS thread's event loop polls `/dev/fuse`
+ * (device-reader.ts), decodes each request, calls the Filesystem (many requests in flight at
+ * once) and writes the reply (writing to /dev/fuse never blocks).
  * Root only (mount(2)); no notifications are sent.
  */
 import { execFileSync } from 'node:child_process';
 import { closeSync, openSync, writeSync, writevSync } from 'node:fs';
 import { resolve as resolvePath } from 'node:path';
-import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 import {
   FsError, S_IFDIR, S_IFMT, UTIME_NOW, opensForWrite, toFsError, type Attr, type DirEntry, type Entry, type Filesystem, type RequestContext, type SetattrRequest,
 } from '@layerfs/core';
@@ -20,6 +19,7 @@ import {
   ATTR_OUT, ENTRY_OUT, FATTR, FOPEN, FSYNC_FDATASYNC, GETATTR_FH, INIT_OUT, InitFlag, OPEN_OUT, OP_NAMES, OUT_HEADER,
   Op, Request, STATFS_OUT, direntSize, writeAttrOut, writeDirent, writeEntry, writeOpenOut, writeOutHeader, writeStatfs,
 } from './protocol.js';
+import { readDevice, type DeviceReader } from './device-reader.js';
 import { MS_NOATIME, MS_NODEV, MS_NOSUID, MS_RDONLY, abortConnection, deviceOf, runUmount, setReadAhead, sysMount } from './mount-syscall.js';
 
 /** The options both transports share, with the same meanings and defaults (`MountOptions`). */
@@ -76,42 +76,6 @@ const OUR_MINOR = 31;
 const PAGE = 4096;
 const TRACE = process.env.LAYERFS_FUSE_TRACE === '1';
 
-/**
- * The worker's code: blocking reads of /dev/fuse, each request posted to the JS thread. A
- * small request is copied into its own ArrayBuffer; a large one (a write) is read into, and
- * transferred as, a whole request buffer, which the JS thread sends back once served (the
- * worker takes back returned buffers before each read): no copy and no 1 MiB allocation per
- * write.
- */
-const READER_SOURCE = `
-const { workerData, parentPort, receiveMessageOnPort } = require('node:worker_threads');
-const { readSync } = require('node:fs');
-const { fd, size, back } = workerData;
-const SMALL = 65536;
-const spare = [];
-let buf = Buffer.from(new ArrayBuffer(size));
-for (;;) {
-  let n;
-  try { n = readSync(fd, buf, 0, size, null); }
-  catch (e) {
-    if (e.code === 'ENOENT' || e.code === 'EINTR' || e.code === 'EAGAIN') continue;
-    parentPort.postMessage({ end: e.code || String(e) });
-    break;
-  }
-  if (n === 0) { parentPort.postMessage({ end: 'EOF' }); break; }
-  if (n <= SMALL) {
-    const ab = new ArrayBuffer(n);
-    new Uint8Array(ab).set(buf.subarray(0, n));
-    parentPort.postMessage(ab, [ab]);
-    continue;
-  }
-  const ab = buf.buffer;
-  parentPort.postMessage({ ab, n }, [ab]);
-  for (let m; (m = receiveMessageOnPort(back)) !== undefined;) spare.push(m.message);
-  buf = Buffer.from(spare.pop() ?? new ArrayBuffer(size));
-}
-`;
-
 interface Handle { readonly ino: number; readonly dir: boolean }
 /** A directory handle the session opened itself for a listing (no-opendir mode). */
 interface Listing { readonly ino: number; readonly fh: number; next: number; busy: boolean; temp: boolean; timer: NodeJS.Timeout | undefined }
@@ -132,9 +96,7 @@ class LowLevelSession implements MountHandle {
   readonly closed: Promise<void>;
   private readonly fd: number;
   private readonly opts: Required<LowLevelOptions>;
-  private readonly worker: Worker;
-  /** Where whole request buffers go back to the reader once served. */
-  private readonly back: MessagePort;
+  private readonly reader: DeviceReader;
   /** Reply buffers for reads (header + `maxWrite` bytes), reused. */
   private readonly readBuffers: Buffer[] = [];
   private resolveClosed!: () => void;
@@ -174,18 +136,7 @@ class LowLevelSession implements MountHandle {
     this.closed = new Promise((r) => { this.resolveClosed = r; });
     this.initDone = new Promise((res, rej) => { this.resolveInit = (e) => (e ? rej(e) : res()); });
     const size = opts.maxPages * PAGE + PAGE;
-    const { port1, port2 } = new MessageChannel();
-    this.back = port1;
-    this.worker = new Worker(READER_SOURCE, { eval: true, workerData: { fd, size, back: port2 }, transferList: [port2] });
-    this.worker.unref();
-    this.back.unref();
-    this.worker.on('message', (m: unknown) => {
-      if (m instanceof ArrayBuffer) { this.dispatch(new Request(new Uint8Array(m))); return; }
-      const big = m as { ab?: ArrayBuffer; n: number; end?: string };
-      if (big.ab) this.dispatch(new Request(new Uint8Array(big.ab, 0, big.n)), big.ab);
-      else void this.end(String(big.end));
-    });
-    this.worker.on('error', (e) => { process.stderr.write(`layerfs-fuse lowlevel: reader failed: ${String(e)}\n`); void this.end('reader error'); });
+    this.reader = readDevice(fd, size, (req, whole) => this.dispatch(req, whole), (why) => { void this.end(why); });
   }
 
   /**
@@ -238,7 +189,7 @@ class LowLevelSession implements MountHandle {
       try { await this.fs.forget(ctx, ino, n); } catch { /* never fails by contract */ }
     }
     this.lookups.clear();
-    try { closeSync(this.fd); } catch { /* closed */ }
+    this.reader.close();
     live.delete(this);
     if (live.size === 0 && exitGuard) { exitGuard = false; process.off('exit', onExit); }
     if (this.opts.destroyOnUnmount) { try { await this.fs.destroy(); } catch { /* best effort */ } }
@@ -272,7 +223,7 @@ class LowLevelSession implements MountHandle {
     }).finally(() => {
       this.inFlight--;
       this.pending.delete(p);
-      if (recycle && !this.ended) this.back.postMessage(recycle, [recycle]);
+      if (recycle && !this.ended) this.reader.recycle(recycle);
     });
     this.pending.add(p);
   }
