@@ -17,13 +17,14 @@
  *
  * Each worker thread keeps its context object for life, so steps 1–4 run once per thread;
  * after that a request costs one 40-byte read (uid +8, gid +12, pid +16, umask +32).
- * Supplementary groups come from `/proc/<pid>/status` (cached for 2 s). Linux x86-64 with
+ * Supplementary groups come from `/proc/<pid>/status` (caller-groups.ts). Linux x86-64 with
  * glibc only; anything unexpected disables it, and the mount falls back to the mounter's
  * credentials.
  */
 import { readdir, readFile } from 'node:fs/promises';
 import koffi from 'koffi';
 import type { RequestContext } from '@layerfs/core';
+import { CallerGroups } from './caller-groups.js';
 
 type Fn = (...args: any[]) => any;
 
@@ -95,7 +96,7 @@ const FUTEX_SYSCALL = '202';
 export class RequestContextReader {
   private readonly byLocals = new Map<bigint, bigint | null>();
   private readonly pending = new Map<bigint, Promise<bigint | null>>();
-  private readonly groups = new Map<number, { at: number; groups: number[] }>();
+  private readonly groups = new CallerGroups();
   private disabled = false;
 
   private constructor(private readonly p: Probe, private readonly ft: bigint) {}
@@ -134,7 +135,7 @@ export class RequestContextReader {
     const gid = c.readUInt32LE(12);
     const pid = c.readInt32LE(16);
     const umask = c.readUInt32LE(32);
-    const groups = await this.groupsOf(pid);
+    const groups = await this.groups.of(pid);
     return groups ? { uid, gid, pid, umask, groups } : { uid, gid, pid, umask };
   }
 
@@ -161,18 +162,5 @@ export class RequestContextReader {
     }
     return null;
   }
-
-  private async groupsOf(pid: number): Promise<number[] | undefined> {
-    if (pid <= 0) return undefined;
-    const now = Date.now();
-    const hit = this.groups.get(pid);
-    if (hit && now - hit.at < 2000) return hit.groups;
-    const text = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '');
-    const line = /^Groups:\s*(.*)$/m.exec(text);
-    if (!line) return undefined;
-    const groups = line[1]!.trim().split(/\s+/).filter(Boolean).map(Number);
-    if (this.groups.size > 4096) this.groups.clear();
-    this.groups.set(pid, { at: now, groups });
-    return groups;
-  }
 }
+

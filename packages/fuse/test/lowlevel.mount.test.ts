@@ -209,6 +209,36 @@ except OSError as e:
   });
 });
 
+describe.skipIf(mountSkip)('mountLowLevel() with allow_other: other users get their own credentials and groups (needs root, /dev/fuse, setpriv)', () => {
+  let dir: string;
+  let mnt: string;
+  let h: MountHandle | undefined;
+  const as = (uid: number, gid: number, groups: string, script: string) =>
+    shResult(`setpriv --reuid ${uid} --regid ${gid} ${groups ? `--groups ${groups}` : '--clear-groups'} bash -c ${JSON.stringify(script)}`);
+
+  beforeAll(async () => {
+    dir = await tempDir('fuse-lowlevel-users');
+    mnt = join(dir, 'mnt');
+    await fsp.mkdir(mnt);
+    await fsp.chmod(dir, 0o755);
+    h = await mountLowLevel(new MemoryLayer(), mnt, { allowOther: true, handleSignals: false });
+    await fsp.mkdir(join(mnt, 'pub'));
+    await fsp.chmod(join(mnt, 'pub'), 0o1777);
+  });
+
+  afterAll(async () => {
+    await h?.unmount();
+    await fsp.rm(dir, { recursive: true, force: true });
+  });
+
+  it('creates files owned by the calling user; chgrp to a supplementary group works, to another group does not', async () => {
+    const pub = join(mnt, 'pub');
+    const r = await as(1234, 4321, '5555', `cd ${q(pub)} && echo hi > mine && mkdir d && chgrp 5555 mine && chgrp 6666 d`);
+    expect(r.stderr).toMatch(/chgrp: changing group of 'd': Operation not permitted/);
+    expect([(await fsp.stat(join(pub, 'mine'))).gid, (await fsp.stat(join(pub, 'd'))).uid, (await fsp.stat(join(pub, 'd'))).gid]).toEqual([5555, 1234, 4321]);
+  });
+});
+
 describe.skipIf(mountSkip)('mountLowLevel() of an OverlayFs over PassthroughLayers, touched from child processes (needs root and /dev/fuse)', () => {
   let dir: string;
   let mnt: string;

@@ -5,7 +5,8 @@
  * id and given back at the end of the session. The JS thread's event loop polls `/dev/fuse`
  * (device-reader.ts), decodes each request, calls the Filesystem (many requests in flight at
  * once) and writes the reply (writing to /dev/fuse never blocks).
- * Root only (mount(2)); no notifications are sent.
+ * Root only (mount(2)); no notifications are sent. With `handleSignals` (default), SIGINT and
+ * SIGTERM unmount every low-level mount of the process, then exit.
  */
 import { execFileSync } from 'node:child_process';
 import { closeSync, openSync, writeSync, writevSync } from 'node:fs';
@@ -19,14 +20,15 @@ import {
   ATTR_OUT, ENTRY_OUT, FATTR, FOPEN, FSYNC_FDATASYNC, GETATTR_FH, INIT_OUT, InitFlag, OPEN_OUT, OP_NAMES, OUT_HEADER,
   Op, Request, STATFS_OUT, direntSize, writeAttrOut, writeDirent, writeEntry, writeOpenOut, writeOutHeader, writeStatfs,
 } from './protocol.js';
+import { CallerGroups } from '../caller-groups.js';
 import { readDevice, type DeviceReader } from './device-reader.js';
 import { MS_NOATIME, MS_NODEV, MS_NOSUID, MS_RDONLY, abortConnection, deviceOf, runUmount, setReadAhead, sysMount } from './mount-syscall.js';
 
 /** The options both transports share, with the same meanings and defaults (`MountOptions`). */
 type SharedOptions = 'allowOther' | 'defaultPermissions' | 'readOnly' | 'noatime' | 'fsname' | 'subtype'
-  | 'entryTimeout' | 'attrTimeout' | 'negativeTimeout';
+  | 'entryTimeout' | 'attrTimeout' | 'negativeTimeout' | 'handleSignals';
 /** The `MountOptions` a low-level mount takes (`SharedOptions`). */
-export const LOW_LEVEL_SHARED_OPTIONS: readonly SharedOptions[] = ['allowOther', 'defaultPermissions', 'readOnly', 'noatime', 'fsname', 'subtype', 'entryTimeout', 'attrTimeout', 'negativeTimeout'];
+export const LOW_LEVEL_SHARED_OPTIONS: readonly SharedOptions[] = ['allowOther', 'defaultPermissions', 'readOnly', 'noatime', 'fsname', 'subtype', 'entryTimeout', 'attrTimeout', 'negativeTimeout', 'handleSignals'];
 
 /**
  * Options of `mountLowLevel`: the shared ones of `MountOptions` (attributes are cached for
@@ -82,10 +84,24 @@ interface Listing { readonly ino: number; readonly fh: number; next: number; bus
 
 const live = new Set<LowLevelSession>();
 let exitGuard = false;
+let signalGuard = false;
 function onExit(): void {
   for (const s of live) {
     try { execFileSync('umount', ['-l', s.mountpoint], { stdio: 'ignore' }); } catch { /* gone already */ }
   }
+}
+/** SIGINT/SIGTERM with `handleSignals`: unmount every low-level mount, then exit. */
+function onSignal(): void {
+  void Promise.allSettled([...live].map((s) => s.unmount())).then(() => process.exit(0));
+}
+function installGuards(signals: boolean): void {
+  if (!exitGuard) { exitGuard = true; process.on('exit', onExit); }
+  if (signals && !signalGuard) { signalGuard = true; process.on('SIGINT', onSignal); process.on('SIGTERM', onSignal); }
+}
+function removeGuards(): void {
+  if (live.size > 0) return;
+  if (exitGuard) { exitGuard = false; process.off('exit', onExit); }
+  if (signalGuard) { signalGuard = false; process.off('SIGINT', onSignal); process.off('SIGTERM', onSignal); }
 }
 
 /** A mounted low-level FUSE session. */
@@ -126,6 +142,7 @@ class LowLevelSession implements MountHandle {
   private readonly multiLinked = new Set<number>();
   /** Directory handles the session opened for listings (no-opendir mode), by inode. */
   private readonly listings = new Map<number, Listing>();
+  private readonly callerGroups = new CallerGroups();
 
   constructor(fs: Filesystem, mountpoint: string, fd: number, optionString: string, opts: Required<LowLevelOptions>) {
     this.fs = fs;
@@ -191,7 +208,7 @@ class LowLevelSession implements MountHandle {
     this.lookups.clear();
     this.reader.close();
     live.delete(this);
-    if (live.size === 0 && exitGuard) { exitGuard = false; process.off('exit', onExit); }
+    removeGuards();
     if (this.opts.destroyOnUnmount) { try { await this.fs.destroy(); } catch { /* best effort */ } }
     this.resolveClosed();
   }
@@ -373,6 +390,7 @@ class LowLevelSession implements MountHandle {
   private async serve(req: Request): Promise<void> {
     const fs = this.fs;
     const ino = req.nodeid;
+    if (req.uid !== 0 && req.opcode !== Op.INIT) await this.callerGroups.of(req.pid);
     switch (req.opcode) {
       case Op.INIT: return this.init(req);
       case Op.DESTROY: return this.replyEmpty(req);
@@ -545,8 +563,10 @@ class LowLevelSession implements MountHandle {
     }
   }
 
+  /** The caller's credentials (supplementary groups for callers other than root, loaded by `serve`). */
   private ctx(req: Request, umask = 0): RequestContext {
-    return { uid: req.uid, gid: req.gid, pid: req.pid, umask };
+    const groups = req.uid !== 0 ? this.callerGroups.cached(req.pid) : undefined;
+    return groups ? { uid: req.uid, gid: req.gid, pid: req.pid, umask, groups } : { uid: req.uid, gid: req.gid, pid: req.pid, umask };
   }
 
   private init(req: Request): void {
@@ -707,6 +727,7 @@ function optionsWithDefaults(o: LowLevelOptions): Required<LowLevelOptions> {
     allowOther: o.allowOther ?? false, defaultPermissions: o.defaultPermissions ?? true, readOnly: o.readOnly ?? false,
     noatime: o.noatime ?? false, fsname: o.fsname ?? 'layerfs', subtype: o.subtype ?? 'layerfs',
     entryTimeout: o.entryTimeout ?? 86400, attrTimeout: o.attrTimeout ?? 86400, negativeTimeout: o.negativeTimeout ?? 0,
+    handleSignals: o.handleSignals ?? true,
     maxPages: Math.max(1, Math.min(256, Math.floor(o.maxPages ?? 256))),
     readAheadKiB: o.readAheadKiB ?? Math.max(1, Math.min(256, Math.floor(o.maxPages ?? 256))) * 4, readdirplus: o.readdirplus ?? true,
     keepCache: o.keepCache ?? true, cacheDir: o.cacheDir ?? true, noOpendir: o.noOpendir ?? true, destroyOnUnmount: o.destroyOnUnmount ?? false,
@@ -743,7 +764,7 @@ export async function mountLowLevel(fs: Filesystem, mountpoint: string, options:
   }
   const s = new LowLevelSession(fs, mnt, fd, data, opts);
   live.add(s);
-  if (!exitGuard) { exitGuard = true; process.on('exit', onExit); }
+  installGuards(opts.handleSignals);
   try {
     await s.initDone;
     await s.findConnection();
