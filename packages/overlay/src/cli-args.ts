@@ -53,8 +53,9 @@ export interface MountRequest {
   /** Internal: the file descriptor a daemonised child reports readiness on. */
   readyFd?: number;
   /**
-   * `transport=libfuse` (default: `mount()`, fuse-native) or `transport=lowlevel`
-   * (`mountLowLevel()`: the kernel protocol on /dev/fuse; root only).
+   * The transport that serves the mount: `lowlevel` (`mountLowLevel()`: the kernel protocol on
+   * /dev/fuse; root only) or `libfuse` (`mount()`, fuse-native). `transport=auto` (the
+   * default) picks `lowlevel` as root when no libfuse-only option is given, else `libfuse`.
    */
   transport: 'libfuse' | 'lowlevel';
 }
@@ -102,8 +103,8 @@ function bytes(name: string, v: string): number {
   return n;
 }
 
-/** Parse the arguments after `layerfs mount` (no disk access). */
-export function parseMountArgs(args: readonly string[], cwd = process.cwd()): MountRequest {
+/** Parse the arguments after `layerfs mount` (no disk access); `asRoot` decides `transport=auto`. */
+export function parseMountArgs(args: readonly string[], cwd = process.cwd(), asRoot = process.getuid?.() === 0): MountRequest {
   const optStrings: string[] = [];
   const positional: string[] = [];
   let foreground = false;
@@ -138,7 +139,7 @@ export function parseMountArgs(args: readonly string[], cwd = process.cwd()): Mo
   let gidmapping: string | undefined;
   let userxattr = false;
   let readOnly = false;
-  let transport: MountRequest['transport'] = 'libfuse';
+  let transport: MountRequest['transport'] | 'auto' = 'auto';
   const libfuseOnly: string[] = [];
   const fuse: MountOptions = { fsname: 'layerfs' };
   const extra: string[] = [];
@@ -157,7 +158,7 @@ export function parseMountArgs(args: readonly string[], cwd = process.cwd()): Mo
     switch (key) {
       case 'transport': {
         const t = need();
-        if (t !== 'libfuse' && t !== 'lowlevel') throw new CliError(`option transport must be libfuse or lowlevel, not '${t}'`);
+        if (t !== 'auto' && t !== 'libfuse' && t !== 'lowlevel') throw new CliError(`option transport must be auto, libfuse or lowlevel, not '${t}'`);
         transport = t;
         break;
       }
@@ -203,6 +204,7 @@ export function parseMountArgs(args: readonly string[], cwd = process.cwd()): Mo
   if (transport === 'lowlevel' && libfuseOnly.length > 0) {
     throw new CliError(`option ${libfuseOnly[0]} is not supported with transport=lowlevel (it mounts nosuid,nodev and sizes its requests itself)`);
   }
+  if (transport === 'auto') transport = asRoot && libfuseOnly.length === 0 ? 'lowlevel' : 'libfuse';
   const req: MountRequest = { lowerdirs, userxattr, readOnly: readOnly || upperdir === undefined, fuse, mountpoint, foreground, transport };
   if (upperdir !== undefined) req.upperdir = resolvePath(cwd, upperdir);
   if (workdir !== undefined) req.workdir = resolvePath(cwd, workdir);

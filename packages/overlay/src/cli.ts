@@ -48,9 +48,10 @@ options (-o, comma separated):
   ro | rw   noatime   allow_other   default_permissions (always on)   fsname=NAME  subtype=NAME
   entry_timeout=S (86400)  attr_timeout=S (86400)  negative_timeout=S (0)  kernel_cache  max_write=BYTES
   max_read=BYTES   debug   nosuid nodev noexec suid dev exec sync async dirsync atime
-  transport=libfuse|lowlevel   libfuse (default): fuse-native; lowlevel: the kernel protocol on
-                               /dev/fuse (root only; not with kernel_cache, max_write, max_read,
-                               debug or mount flags other than nosuid/nodev)`;
+  transport=auto|lowlevel|libfuse   lowlevel: the kernel protocol on /dev/fuse (root only; not
+                               with kernel_cache, max_write, max_read, debug or mount flags other
+                               than nosuid/nodev); libfuse: fuse-native; auto (default): lowlevel
+                               as root when none of those options is given, else libfuse`;
 
 async function version(): Promise<string> {
   const pkg = JSON.parse(await readFile(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -115,17 +116,11 @@ async function serve(req: MountRequest, io: CliIo): Promise<number> {
 
 /**
  * `transport=lowlevel`: mount with `mountLowLevel` (the `MountOptions` both transports
- * share) and unmount on SIGINT/SIGTERM, as `mount()` does
- * with `handleSignals`.
+ * share; SIGINT/SIGTERM unmount, as with `mount()`).
  */
 async function serveLowLevel(ov: Parameters<typeof mountLowLevel>[0], req: MountRequest): Promise<MountHandle> {
   const shared = Object.fromEntries(LOW_LEVEL_SHARED_OPTIONS.filter((k) => req.fuse[k] !== undefined).map((k) => [k, req.fuse[k]]));
-  const h = await mountLowLevel(ov, req.mountpoint, { ...shared, readOnly: req.readOnly, destroyOnUnmount: true });
-  const stop = () => { void h.unmount(); };
-  process.once('SIGINT', stop);
-  process.once('SIGTERM', stop);
-  void h.closed.then(() => { process.off('SIGINT', stop); process.off('SIGTERM', stop); });
-  return h;
+  return mountLowLevel(ov, req.mountpoint, { ...shared, readOnly: req.readOnly, handleSignals: true, destroyOnUnmount: true });
 }
 
 /** Start a detached `layerfs mount -f` child and wait until it reports the mount ready. */

@@ -2,7 +2,9 @@
  * The `layerfs` command with real mounts (root, /dev/fuse): the daemon returns only once
  * the mount is ready, `layerfs umount` ends it, a busy mount point is refused, a union
  * without upper is read-only (EROFS), SIGTERM to a foreground mount unmounts and exits 0,
- * and a stale mount left by a killed daemon is cleared by the next `layerfs mount`.
+ * and a stale mount left by a killed daemon is cleared by the next `layerfs mount`. As root
+ * the command serves with the low-level transport by default; the last test runs a daemon on
+ * `transport=libfuse`.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
@@ -58,6 +60,11 @@ async function foreground(o: string, mnt: string): Promise<{ child: ChildProcess
   return { child, exited };
 }
 
+/** The mountinfo line of the mount at `mnt`. */
+async function mountInfo(mnt: string): Promise<string | undefined> {
+  return (await fsp.readFile('/proc/self/mountinfo', 'utf8')).split('\n').find((l) => l.includes(` ${mnt} `));
+}
+
 /** Bring dist/ up to date (the bin runs from it). */
 async function ensureBuilt(): Promise<void> {
   // The command runs from dist/: let tsc -b bring it and every referenced package up to date
@@ -92,6 +99,8 @@ describe.skipIf(mountSkip)('layerfs command with real mounts (needs root and /de
   it('daemonises once the mount is ready; copy-up and whiteout land in the upper; umount ends the daemon', async () => {
     const r = await layerfs('mount', '-o', opts(), mnt);
     expect(r).toMatchObject({ code: 0, stderr: '' });
+    // As root the default transport is the low-level one: it negotiates 1 MiB requests.
+    expect(await mountInfo(mnt)).toContain('max_read=1048576');
     expect(await fsp.readFile(join(mnt, 'etc', 'hostname'), 'utf8')).toBe('box\n');
     await fsp.appendFile(join(mnt, 'etc', 'hostname'), 'more\n');
     await fsp.unlink(join(mnt, 'etc', 'motd'));
@@ -170,16 +179,16 @@ describe.skipIf(mountSkip)('layerfs command with real mounts (needs root and /de
   }, 90_000);
 
   // Last: it starts and stops a daemon on the other transport.
-  it('serves with transport=lowlevel: copy-up and whiteout through the kernel protocol; umount ends the daemon', async () => {
-    const o = `${opts()},transport=lowlevel`;
+  it('serves with transport=libfuse: copy-up and whiteout through fuse-native; umount ends the daemon', async () => {
+    const o = `${opts()},transport=libfuse`;
     // The tests after this one expect the upper as the first test left it.
     const before = await fsp.readFile(join(upper, 'etc', 'hostname'));
     const r = await layerfs('mount', '-o', o, mnt);
     expect(r).toMatchObject({ code: 0, stderr: '' });
     try {
       expect((await findMount(mnt))?.fstype).toBe('fuse.layerfs');
-      // The low-level transport negotiates 1 MiB requests (libfuse 2 stays at 128 KiB).
-      expect((await fsp.readFile('/proc/self/mountinfo', 'utf8')).split('\n').find((l) => l.includes(` ${mnt} `))).toContain('max_read=1048576');
+      // libfuse 2 stays at 128 KiB requests (the low-level transport negotiates 1 MiB).
+      expect(await mountInfo(mnt)).toContain('max_read=131072');
       await sh(`cat ${JSON.stringify(join(mnt, 'etc', 'hostname'))} > /dev/null && echo ll >> ${JSON.stringify(join(mnt, 'etc', 'hostname'))} && touch ${JSON.stringify(join(mnt, 'etc', 'new'))}`);
       expect(await sh(`cat ${JSON.stringify(join(mnt, 'etc', 'hostname'))}`)).toMatch(/\nll\n$/);
       expect(await fsp.readFile(join(upper, 'etc', 'hostname'), 'utf8')).toMatch(/\nll\n$/);

@@ -46,13 +46,16 @@ describe('layerfs command: help, version, parsing', () => {
     expect(parseMountArgs(['-o', 'lowerdir=/a,upperdir=/u,workdir=/w,ro', '/m']).readOnly).toBe(true);
   });
 
-  it('chooses the transport (libfuse by default) and refuses libfuse-only options with transport=lowlevel', () => {
-    expect(parseMountArgs(['-o', 'lowerdir=/a', '/m']).transport).toBe('libfuse');
+  it('chooses the transport (auto: lowlevel as root unless a libfuse-only option is given) and refuses libfuse-only options with transport=lowlevel', () => {
+    expect(parseMountArgs(['-o', 'lowerdir=/a', '/m'], '/', true).transport).toBe('lowlevel');
+    expect(parseMountArgs(['-o', 'lowerdir=/a', '/m'], '/', false).transport).toBe('libfuse');
+    expect(parseMountArgs(['-o', 'lowerdir=/a,transport=auto,kernel_cache', '/m'], '/', true).transport).toBe('libfuse');
+    expect(parseMountArgs(['-o', 'lowerdir=/a,transport=libfuse', '/m'], '/', true).transport).toBe('libfuse');
     expect(parseMountArgs(['-o', 'lowerdir=/a,transport=lowlevel,nosuid,allow_other', '/m'])).toMatchObject({ transport: 'lowlevel', fuse: { allowOther: true } });
     expect(() => parseMountArgs(['-o', 'lowerdir=/a,transport=lowlevel,max_write=65536', '/m'])).toThrow(/option max_write is not supported with transport=lowlevel/);
     expect(() => parseMountArgs(['-o', 'noexec,transport=lowlevel,lowerdir=/a', '/m'])).toThrow(/option noexec is not supported/);
-    expect(() => parseMountArgs(['-o', 'lowerdir=/a,transport=fast', '/m'])).toThrow(/transport must be libfuse or lowlevel, not 'fast'/);
-    expect(parseMountArgs(['-o', 'lowerdir=/a,max_write=65536,noexec', '/m']).transport).toBe('libfuse');
+    expect(() => parseMountArgs(['-o', 'lowerdir=/a,transport=fast', '/m'])).toThrow(/transport must be auto, libfuse or lowlevel, not 'fast'/);
+    expect(parseMountArgs(['-o', 'lowerdir=/a,max_write=65536,noexec', '/m'], '/', true).transport).toBe('libfuse');
   });
 
   it('accepts fuse-overlayfs id mappings and rejects malformed ones', () => {
