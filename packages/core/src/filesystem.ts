@@ -102,6 +102,14 @@ export interface Filesystem {
   /** Release everything the filesystem holds (descriptors, tables). Idempotent. */
   destroy(): Promise<void>;
   /**
+   * Optional: call `listener(ino)` whenever a request changes the attributes of an inode it did
+   * not name (a copy-up gives the copied object, and the upper directory it lands in, new
+   * attributes), synchronously, before that request settles; returns the function that stops
+   * it. A transport that caches attributes invalidates those inodes. A filesystem whose
+   * requests change only what they name (a parent's entries, the target) needs none.
+   */
+  watchAttrs?(listener: (ino: number) => void): () => void;
+  /**
    * Number of inodes the filesystem holds in its table, root included: 1 once every lookup
    * is forgotten. Optional; invariant checks use it where present.
    */

@@ -282,7 +282,7 @@ describe.skipIf(mountSkip)('mountLowLevel() of an OverlayFs over PassthroughLaye
     expect(await sh(`cd ${m} && stat -c %a h1 h2 && cat h2`)).toBe('644\n600\nhl\n');
   });
 
-  it('shows fresh attributes of the directories above a copy-up (compared and invalidated before the reply)', async () => {
+  it('shows fresh attributes of the directories above a copy-up (the overlay reports them through watchAttrs; invalidated before the reply)', async () => {
     const shown = () => sh(`cd ${q(mnt)} && stat -c '%h %Y %Z' anc anc/b`);
     const before = await shown();
     await sh(`setfattr -n user.k -v 1 ${q(join(mnt, 'anc', 'b', 'a'))}`);   // copies up anc and anc/b

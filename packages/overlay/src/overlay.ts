@@ -241,6 +241,8 @@ export class OverlayFs implements Filesystem {
   private readonly checkPerms: boolean;
   private readonly destroyLayers: boolean;
   private readonly table: InodeTable<OvlNode>;
+  /** `watchAttrs` listeners: told of inodes a copy-up changed. */
+  private readonly attrWatchers = new Set<(ino: number) => void>();
   private readonly root: OvlNode;
   private readonly ns = new Mutex();
   /** Bumped when a namespace change starts and when it ends (odd: one is in progress). */
@@ -465,6 +467,17 @@ export class OverlayFs implements Filesystem {
     n.attr = undefined;
     n.permAttr = undefined;
     n.attrVersion++;
+  }
+
+  /** Tell the `watchAttrs` listeners that `n`'s attributes changed as a side effect (copy-up). */
+  private changedAside(n: OvlNode): void {
+    for (const l of this.attrWatchers) l(n.ino);
+  }
+
+  /** Register a listener for inodes whose attributes a copy-up changed (the `Filesystem` contract). */
+  watchAttrs(listener: (ino: number) => void): () => void {
+    this.attrWatchers.add(listener);
+    return () => { this.attrWatchers.delete(listener); };
   }
 
   /** A directory's entries changed: its times, size and nlink are stale, not its mode or owner. */
@@ -858,6 +871,8 @@ export class OverlayFs implements Filesystem {
     n.upper = { layer: up, idx: 0, ino: entry.ino, attrIno: ra.ino };
     this.forgetListing(n);
     this.invalidate(n);
+    this.changedAside(n);
+    this.changedAside(parent);
     if (n.type !== 'directory') {
       if (sa.nlink > 1) {
         // Copy-up broke a hard link (as the kernel without index): the node now names the

@@ -75,6 +75,24 @@ describe('lookup and merge', () => {
 });
 
 describe('copy-up', () => {
+  it('watchAttrs reports what a copy-up changed aside: each copied object and the upper directory it landed in', async () => {
+    const o = await memOverlay([{ a: { b: { f: 'x' } }, other: 'o' }]);
+    const ino = async (p: string) => (await o.vol.stat(p)).ino;
+    const [root, a, b, f] = [1, await ino('/a'), await ino('/a/b'), await ino('/a/b/f')];
+    const seen: number[] = [];
+    const stop = o.ov.watchAttrs((i) => seen.push(i));
+    await o.vol.appendFile('/a/b/f', 'y');
+    expect(seen).toEqual([a, root, b, a, f, b]);
+    seen.length = 0;
+    await o.vol.appendFile('/a/b/f', 'z');   // already up: nothing aside
+    await o.vol.writeFile('/new', 'n');      // a change the request names
+    expect(seen).toEqual([]);
+    stop();
+    await o.vol.appendFile('/other', '!');
+    expect(seen).toEqual([]);
+    await expectNoLeaks(o);
+  });
+
   it('first write copies up parents first, with mode, owner, times, xattrs (not private ones)', async () => {
     const o = await memOverlay([{ d: { e: { f: file('hello', 0o640, { uid: 7, gid: 8, xattrs: { 'user.a': '1', 'trusted.overlay.x': 'no' } }) } } }]);
     const before = await o.vol.stat('/d/e/f', { bigint: true });

@@ -12,7 +12,7 @@ import { execFileSync } from 'node:child_process';
 import { closeSync, openSync, writeSync, writevSync } from 'node:fs';
 import { resolve as resolvePath } from 'node:path';
 import {
-  FsError, S_IFDIR, S_IFMT, UTIME_NOW, opensForWrite, toFsError, type Attr, type DirEntry, type Entry, type Filesystem, type RequestContext, type SetattrRequest,
+  FsError, S_IFDIR, S_IFMT, UTIME_NOW, toFsError, type Attr, type DirEntry, type Entry, type Filesystem, type RequestContext, type SetattrRequest,
 } from '@layerfs/core';
 import type { MountHandle, MountStats } from '../mount.js';
 import type { MountOptions } from '../options.js';
@@ -66,11 +66,6 @@ export interface LowLevelStats extends MountStats {
 
 /** `fuse_notify_code` FUSE_NOTIFY_INVAL_INODE (sent as the error field of a unique-0 message). */
 const NOTIFY_INVAL_INODE = 2;
-
-/** What of a directory's attributes the kernel shows: compared after changes. */
-function dirKey(a: Attr): string {
-  return `${a.mode}/${a.nlink}/${a.uid}/${a.gid}/${a.size}/${a.mtime.sec}.${a.mtime.nsec}/${a.ctime.sec}.${a.ctime.nsec}`;
-}
 
 /** The minor protocol version this transport speaks. */
 const OUR_MINOR = 31;
@@ -132,12 +127,10 @@ class LowLevelSession implements MountHandle {
   private conn: number | undefined;
   /** The kernel sends no OPENDIR/RELEASEDIR: listings use the session's own handles. */
   private noOpendir = false;
-  /** The directory each node id was last handed out from (to walk up after a change). */
-  private readonly parents = new Map<number, number>();
-  /** The attributes (as a key) the kernel was last given for each directory. */
-  private readonly dirKeys = new Map<number, string>();
-  /** Attribute invalidations sent for directories above a change. */
+  /** Attribute invalidations sent for inodes a request changed aside (`Filesystem.watchAttrs`). */
   private invalidations = 0;
+  /** Stops the Filesystem's `watchAttrs` listener. */
+  private readonly unwatch: (() => void) | undefined;
   /** Node ids last seen as non-directories with several links (no caching for them). */
   private readonly multiLinked = new Set<number>();
   /** Directory handles the session opened for listings (no-opendir mode), by inode. */
@@ -154,6 +147,7 @@ class LowLevelSession implements MountHandle {
     this.initDone = new Promise((res, rej) => { this.resolveInit = (e) => (e ? rej(e) : res()); });
     const size = opts.maxPages * PAGE + PAGE;
     this.reader = readDevice(fd, size, (req, whole) => this.dispatch(req, whole), (why) => { void this.end(why); });
+    this.unwatch = fs.watchAttrs?.((ino) => this.changedAside(ino));
   }
 
   /**
@@ -210,6 +204,7 @@ class LowLevelSession implements MountHandle {
     live.delete(this);
     removeGuards();
     if (this.opts.destroyOnUnmount) { try { await this.fs.destroy(); } catch { /* best effort */ } }
+    this.unwatch?.();
     this.resolveClosed();
   }
 
@@ -249,7 +244,7 @@ class LowLevelSession implements MountHandle {
     const held = this.lookups.get(ino) ?? 0;
     const give = Math.min(held, n);
     if (give <= 0) return;
-    if (held - give === 0) { this.lookups.delete(ino); this.multiLinked.delete(ino); this.parents.delete(ino); this.dirKeys.delete(ino); } else this.lookups.set(ino, held - give);
+    if (held - give === 0) { this.lookups.delete(ino); this.multiLinked.delete(ino); } else this.lookups.set(ino, held - give);
     const p = this.fs.forget(this.context(0, 0, 0, 0), ino, give).catch(() => undefined);
     this.pending.add(p);
     void p.finally(() => this.pending.delete(p));
@@ -299,7 +294,6 @@ class LowLevelSession implements MountHandle {
     extra?.(b, OUT_HEADER + ENTRY_OUT);
     if (this.send(b)) {
       this.lookups.set(e.ino, (this.lookups.get(e.ino) ?? 0) + 1);
-      if (e.ino !== req.nodeid) this.parents.set(e.ino, req.nodeid);
     } else {
       await this.fs.forget(this.context(0, 0, 0, 0), e.ino, 1);
     }
@@ -346,35 +340,15 @@ class LowLevelSession implements MountHandle {
       return [0, 0];
     }
     if (this.multiLinked.size > 0) this.multiLinked.delete(a.ino);
-    if ((a.mode & S_IFMT) === S_IFDIR) this.dirKeys.set(a.ino, dirKey(a));
     return [this.opts.entryTimeout, this.opts.attrTimeout];
   }
 
   /**
-   * After a change: a change can copy objects up, which changes the attributes of directories
-   * the kernel saw no change in (a merged directory's nlink, an upper directory's times). Walk
-   * up from each `start` directory, compare each directory's attributes with what the kernel
-   * was last given, and invalidate (attributes only) those that differ, before the reply.
+   * The Filesystem changed `ino`'s attributes aside (a copy-up: the copied object, the upper
+   * directory it landed in): drop what the kernel cached, before the request's reply.
    */
-  private async ancestorsChanged(starts: (number | undefined)[]): Promise<void> {
-    const seen = new Set<number>();
-    const ctx = this.context(0, 0, 0, 0);
-    for (let d of starts) {
-      for (let depth = 0; d !== undefined && depth < 4096 && !seen.has(d); depth++) {
-        seen.add(d);
-        const had = this.dirKeys.get(d);
-        if (had !== undefined) {
-          let key: string | undefined;
-          try { key = dirKey(await this.fs.getattr(ctx, d)); } catch { key = undefined; }
-          if (key !== undefined && key !== had) {
-            this.dirKeys.set(d, key);
-            this.invalidateAttr(d);
-          }
-        }
-        if (d === 1) break;
-        d = this.parents.get(d);
-      }
-    }
+  private changedAside(ino: number): void {
+    if (ino === 1 || this.lookups.has(ino)) this.invalidateAttr(ino);
   }
 
   /** FUSE_NOTIFY_INVAL_INODE with a negative offset: attributes only (never waits on pages). */
@@ -422,25 +396,22 @@ class LowLevelSession implements MountHandle {
         const name = req.cstr();
         const target = req.cstr();
         const e = await fs.symlink(this.ctx(req), ino, name, target);
-        await this.ancestorsChanged([ino]);
         return this.replyEntry(req, e);
       }
       case Op.MKNOD: {
         const mode = req.u32(); const rdev = req.u32(); const umask = req.u32(); req.skip(4);
         const name = req.cstr();
         const e = await fs.mknod(this.ctx(req, umask), ino, name, mode, rdev);
-        await this.ancestorsChanged([ino]);
         return this.replyEntry(req, e);
       }
       case Op.MKDIR: {
         const mode = req.u32(); const umask = req.u32();
         const name = req.cstr();
         const e = await fs.mkdir(this.ctx(req, umask), ino, name, mode);
-        await this.ancestorsChanged([ino]);
         return this.replyEntry(req, e);
       }
-      case Op.UNLINK: await fs.unlink(this.ctx(req), ino, req.cstr()); await this.ancestorsChanged([ino]); return this.replyEmpty(req);
-      case Op.RMDIR: await fs.rmdir(this.ctx(req), ino, req.cstr()); await this.ancestorsChanged([ino]); return this.replyEmpty(req);
+      case Op.UNLINK: await fs.unlink(this.ctx(req), ino, req.cstr()); return this.replyEmpty(req);
+      case Op.RMDIR: await fs.rmdir(this.ctx(req), ino, req.cstr()); return this.replyEmpty(req);
       case Op.RENAME: case Op.RENAME2: {
         const newdir = req.u64();
         let flags = 0;
@@ -448,19 +419,16 @@ class LowLevelSession implements MountHandle {
         const name = req.cstr();
         const newname = req.cstr();
         await fs.rename(this.ctx(req), ino, name, newdir, newname, flags);
-        await this.ancestorsChanged([ino, newdir]);
         return this.replyEmpty(req);
       }
       case Op.LINK: {
         const old = req.u64();
         const e = await fs.link(this.ctx(req), old, ino, req.cstr());
-        await this.ancestorsChanged([ino, this.parents.get(old)]);
         return this.replyEntry(req, e);
       }
       case Op.OPEN: {
         const flags = req.u32();
         const r = await fs.open(this.ctx(req), ino, flags);
-        if (opensForWrite(flags)) await this.ancestorsChanged([this.parents.get(ino)]);
         if (this.replyOpen(req, r.fh, this.fileOpenFlags(r, ino))) this.handles.set(`f${r.fh}`, { ino, dir: false });
         else await fs.release(this.ctx(req), ino, r.fh);
         return;
@@ -469,7 +437,6 @@ class LowLevelSession implements MountHandle {
         const flags = req.u32(); const mode = req.u32(); const umask = req.u32(); req.skip(4);
         const name = req.cstr();
         const r = await fs.create(this.ctx(req, umask), ino, name, mode, flags);
-        await this.ancestorsChanged([ino]);
         this.handles.set(`f${r.fh}`, { ino: r.entry.ino, dir: false });
         return this.replyEntry(req, r.entry, (b, at) => writeOpenOut(b, r.fh, this.fileOpenFlags(r, r.entry.ino), at), OPEN_OUT);
       }
@@ -511,7 +478,6 @@ class LowLevelSession implements MountHandle {
         const size = req.u32(); const flags = req.u32();
         const name = req.cstr();
         await fs.setxattr(this.ctx(req), ino, name, req.take(size), flags);
-        await this.ancestorsChanged([this.parents.get(ino)]);
         return this.replyEmpty(req);
       }
       case Op.GETXATTR: case Op.LISTXATTR: {
@@ -523,7 +489,7 @@ class LowLevelSession implements MountHandle {
         if (data.length > size) throw FsError.of('ERANGE');
         return this.replyBytes(req, data);
       }
-      case Op.REMOVEXATTR: await fs.removexattr(this.ctx(req), ino, req.cstr()); await this.ancestorsChanged([this.parents.get(ino)]); return this.replyEmpty(req);
+      case Op.REMOVEXATTR: await fs.removexattr(this.ctx(req), ino, req.cstr()); return this.replyEmpty(req);
       case Op.OPENDIR: {
         if (this.noOpendir) throw FsError.of('ENOSYS');   // the kernel stops asking (no-opendir mode)
         const r = await fs.opendir(this.ctx(req), ino);
@@ -664,7 +630,6 @@ class LowLevelSession implements MountHandle {
     if (valid & FATTR.MTIME) ch.mtime = valid & FATTR.MTIME_NOW ? { sec: 0, nsec: UTIME_NOW } : { sec: mtime, nsec: mtimensec };
     if (valid & FATTR.CTIME) ch.ctime = { sec: ctime, nsec: ctimensec };
     const a = await this.fs.setattr(this.ctx(req), req.nodeid, ch, valid & FATTR.FH ? fh : undefined);
-    await this.ancestorsChanged([this.parents.get(req.nodeid)]);
     this.replyAttr(req, a);
   }
 
@@ -716,7 +681,7 @@ class LowLevelSession implements MountHandle {
     if (!plus) return;
     for (const e of entries) {
       if (!e) continue;
-      if (ok) { this.lookups.set(e.ino, (this.lookups.get(e.ino) ?? 0) + 1); this.parents.set(e.ino, req.nodeid); }
+      if (ok) this.lookups.set(e.ino, (this.lookups.get(e.ino) ?? 0) + 1);
       else await this.fs.forget(ctx, e.ino, 1);
     }
   }
