@@ -24,10 +24,12 @@ const o = args[args.indexOf('-o') + 1] ?? '';
 const mnt = args[args.length - 1];
 const kv = Object.fromEntries(o.split(',').map((p) => p.split('=')));
 const fs = await overlayFromDirs({ lowerdir: kv.lowerdir, upperdir: kv.upperdir, workdir: kv.workdir });
-// LAYERFS_TRANSPORT=lowlevel serves the mount with mountLowLevel (the low-level FUSE transport).
-const handle = process.env.LAYERFS_TRANSPORT === 'lowlevel'
-  ? await mountLowLevel(fs, mnt, { destroyOnUnmount: true })
-  : await mount(fs, mnt, { destroyOnUnmount: true });
+// The transport as the command picks it: LAYERFS_TRANSPORT=lowlevel|libfuse, or from -o
+// transport=…; by default the low-level one as root, else libfuse.
+const transport = process.env.LAYERFS_TRANSPORT ?? kv.transport ?? (process.getuid?.() === 0 ? 'lowlevel' : 'libfuse');
+const handle = transport === 'lowlevel'
+  ? await mountLowLevel(fs, mnt, { destroyOnUnmount: true, handleSignals: false })
+  : await mount(fs, mnt, { destroyOnUnmount: true, handleSignals: false });
 let stopping = false;
 const stop = async () => {
   if (stopping) return;

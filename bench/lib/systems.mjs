@@ -137,28 +137,23 @@ export const SYSTEMS = {
   },
 
 };
-// Opt-in (`--systems …,layerfs-ll`): not enumerable, so the default run (every key of SYSTEMS)
-// leaves it out while `SYSTEMS['layerfs-ll']` finds it.
-Object.defineProperty(SYSTEMS, 'layerfs-ll', {
+// Opt-in (`--systems …,layerfs-libfuse`): not enumerable, so the default run (every key of
+// SYSTEMS) leaves it out while `SYSTEMS['layerfs-libfuse']` finds it.
+Object.defineProperty(SYSTEMS, 'layerfs-libfuse', {
   enumerable: false,
   value: {
-    label: 'layerfs-ll',
-    unavailable() {
-      const f = fuseUnavailable();
-      if (f) return f;
-      if (!existsSync(join(repo, 'packages', 'fuse', 'dist', 'lowlevel', 'session.js'))) return 'packages/fuse is not built with the low-level transport (pnpm exec tsc -b)';
-      return null;
-    },
-    // The same overlay served by the low-level transport (mountLowLevel: kernel protocol on
-    // /dev/fuse), always through the API launcher with LAYERFS_TRANSPORT=lowlevel.
+    label: 'layerfs-libfuse',
+    unavailable: () => SYSTEMS.layerfs.unavailable(),
+    // The same overlay served by the libfuse transport (fuse-native: `-o transport=libfuse`;
+    // LAYERFS_TRANSPORT=libfuse for the API launcher). `layerfs` uses the command's default,
+    // which as root is the low-level transport.
     async open({ lower, scratch, cpuProfDir }) {
       const d = await dirs(scratch);
       const nodeArgs = cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`] : [];
       const s = await fuseServer(process.execPath,
-        [...nodeArgs, LAYERFS_API, 'mount', '-f', '-o', `lowerdir=${lower},upperdir=${d.upper},workdir=${d.work}`, d.mnt], d.mnt,
-        { stop: 'signal', env: { LAYERFS_TRANSPORT: 'lowlevel' } });
+        [...nodeArgs, layerfsLauncher().bin, 'mount', '-f', '-o', `lowerdir=${lower},upperdir=${d.upper},workdir=${d.work},transport=libfuse`, d.mnt], d.mnt,
+        { stop: 'signal', env: { LAYERFS_TRANSPORT: 'libfuse' } });
       return { root: d.mnt, upper: d.upper, ...s };
     },
   },
 });
-
