@@ -201,6 +201,11 @@ export interface OpenResult {
   readonly directIo?: boolean;
   /** Ask the kernel to keep its page cache from earlier opens. */
   readonly keepCache?: boolean;
+  /**
+   * `flush` of this handle does nothing (nothing is written back at close): a transport may
+   * tell the kernel not to send FLUSH for it (FOPEN_NOFLUSH). `release` still comes.
+   */
+  readonly noFlush?: boolean;
 }
 
 /** What `create` returns: the new entry (one lookup taken) and its open handle. */

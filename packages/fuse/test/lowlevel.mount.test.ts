@@ -52,6 +52,16 @@ describe.skipIf(mountSkip)('mountLowLevel() of a MemoryLayer (needs root and /de
 
   it('creates, writes, reads, lists, renames and removes through the kernel', () => exerciseBasicOps(mnt));
 
+  it('asks for no FLUSH where the handle needs none (MemoryLayer: noFlush, FOPEN_NOFLUSH); RELEASE still comes', async () => {
+    const before = stats().ops;
+    await sh(`echo a > ${q(join(mnt, 'nf'))} && cat ${q(join(mnt, 'nf'))} > /dev/null && echo b >> ${q(join(mnt, 'nf'))}`);
+    await new Promise((r) => setTimeout(r, 100));   // RELEASE is sent after close returns
+    const after = stats().ops;
+    expect((after.release ?? 0) - (before.release ?? 0)).toBe(3);
+    expect((after.flush ?? 0) - (before.flush ?? 0)).toBe(0);
+    await fsp.unlink(join(mnt, 'nf'));
+  });
+
   it('answers with the errno of the FsError', async () => {
     await expect(fsp.stat(join(mnt, 'nope'))).rejects.toMatchObject({ code: 'ENOENT' });
     await fsp.mkdir(join(mnt, 'full'));

@@ -1263,7 +1263,7 @@ export class OverlayFs implements Filesystem {
       }
     }
     const r = await this.createObject(ctx, parent, name, { kind: 'create', mode: S_IFREG, perm: mode & 0o7777, rdev: 0, flags }, seen);
-    return { fh: r.fh!, entry: r.entry };
+    return { fh: r.fh!, entry: r.entry, ...(r.noFlush ? { noFlush: true } : {}) };
   }
 
   /**
@@ -1276,7 +1276,7 @@ export class OverlayFs implements Filesystem {
     ctx: RequestContext, parent: number, name: string,
     spec: { kind: 'mknod' | 'mkdir' | 'symlink' | 'create'; mode: number; perm: number; rdev: number; target?: string; flags?: number },
     lookedUp?: { gen: number; probe: { upperWhiteout: boolean } },
-  ): Promise<{ entry: Entry; fh?: number }> {
+  ): Promise<{ entry: Entry; fh?: number; noFlush?: boolean }> {
     const p = this.dirNode(parent);
     validateName(name);
     return this.mutate(async () => {
@@ -1309,6 +1309,7 @@ export class OverlayFs implements Filesystem {
       if (overWhiteout && !staged) await up.deleteWhiteout(this.m, updir, name);
       let entry: Entry;
       let fh: number | undefined;
+      let noFlush = false;
       switch (spec.kind) {
         case 'mkdir': entry = await up.mkdir(this.m, dir, nm, perm); break;
         case 'symlink': entry = await up.symlink(this.m, dir, nm, spec.target!); break;
@@ -1318,6 +1319,7 @@ export class OverlayFs implements Filesystem {
           const c = await up.create(this.m, dir, nm, perm, f | OpenFlags.O_CREAT | OpenFlags.O_EXCL);
           entry = c.entry;
           fh = c.fh;
+          noFlush = c.noFlush === true;
           break;
         }
       }
@@ -1353,7 +1355,7 @@ export class OverlayFs implements Filesystem {
         this.files.set(ofh, { node, real: node.upper!, fh, flags: spec.flags ?? OpenFlags.O_RDWR });
         this.ref(node);
       }
-      return { entry: await this.entryOf(node), ...(ofh !== undefined ? { fh: ofh } : {}) };
+      return { entry: await this.entryOf(node), ...(ofh !== undefined ? { fh: ofh } : {}), ...(noFlush ? { noFlush } : {}) };
     });
   }
 
@@ -1691,7 +1693,10 @@ export class OverlayFs implements Filesystem {
     const fh = this.nextFh++;
     this.files.set(fh, { node: n, real, fh: o.fh, flags: realFlags });
     this.ref(n);
-    return { fh, ...(o.directIo !== undefined ? { directIo: o.directIo } : {}), ...(o.keepCache !== undefined ? { keepCache: o.keepCache } : {}) };
+    return {
+      fh, ...(o.directIo !== undefined ? { directIo: o.directIo } : {}), ...(o.keepCache !== undefined ? { keepCache: o.keepCache } : {}),
+      ...(o.noFlush ? { noFlush: true } : {}),
+    };
   }
 
   private handle(fh: number): FileHandleState {

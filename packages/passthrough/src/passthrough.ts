@@ -1088,7 +1088,7 @@ export class PassthroughLayer implements Layer {
     if ((flags & OpenFlags.O_TRUNC) && ctx.uid !== 0 && this.options.checkPermissions && (fst.mode & (S_ISUID | S_ISGID))) {
       libc.fchmodat(AT_FDCWD, procFd(fd), killPriv(fst.mode) & 0o7777, 0);
     }
-    return { fh: this.addHandle({ kind: 'file', ino, fd, flags, busy: 0 }) };
+    return { fh: this.addHandle({ kind: 'file', ino, fd, flags, busy: 0 }), noFlush: true };
   }
 
   /**
@@ -1152,7 +1152,7 @@ export class PassthroughLayer implements Layer {
         : this.newOwnership(ctx, libc.statx(d.fd, '', AT_EMPTY_PATH), S_IFREG | (mode & 0o7777 & ~ctx.umask)));
       const settled = this.settle(d.fd, name, w, false, st);
       const entry = this.entryFor(settled, join(d.path, name), false);
-      return { fh: this.addHandle({ kind: 'file', ino: entry.ino, fd, flags: flags & ~OpenFlags.O_TRUNC, busy: 0 }), entry };
+      return { fh: this.addHandle({ kind: 'file', ino: entry.ino, fd, flags: flags & ~OpenFlags.O_TRUNC, busy: 0 }), entry, noFlush: true };
     } catch (e) {
       closeSync(fd);
       throw e;
@@ -1204,7 +1204,7 @@ export class PassthroughLayer implements Layer {
         fst = libc.statx(fd, '', AT_EMPTY_PATH);
       }
       const entry = this.entryFor(fst, join(d.path, existing.stored), existing.whiteout);
-      return { fh: this.addHandle({ kind: 'file', ino: entry.ino, fd, flags, busy: 0 }), entry };
+      return { fh: this.addHandle({ kind: 'file', ino: entry.ino, fd, flags, busy: 0 }), entry, noFlush: true };
     }
     this.checkNewName(name);
     this.ro();

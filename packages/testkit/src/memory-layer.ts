@@ -921,7 +921,7 @@ export class MemoryLayer implements Layer {
 
   /** Open `ino` (O_TRUNC truncates; permissions by access mode). */
   async open(ctx: RequestContext, ino: number, flags: number): Promise<OpenResult> {
-    return { fh: this.openNode(ctx, this.inode(ino), flags) };
+    return { fh: this.openNode(ctx, this.inode(ino), flags), noFlush: true };
   }
 
   /** Create (or, without O_EXCL, open) a regular file; +1 lookup. */
@@ -936,14 +936,14 @@ export class MemoryLayer implements Layer {
       const n = this.node(existing.id);
       if (isDir(n)) throw err('EISDIR');
       const fh = this.openNode(ctx, n, flags);
-      return { fh, entry: this.entryOf(n.id, existing.whiteout) };
+      return { fh, entry: this.entryOf(n.id, existing.whiteout), noFlush: true };
     }
     const id = this.createIn(ctx, parent, name, (nid, pn, now) => {
       const o = this.newOwnership(ctx, pn, S_IFREG | (mode & 0o7777 & ~ctx.umask));
       return { ...emptyNode(nid, o.mode, o.uid, o.gid, now), data: EMPTY };
     });
     const fh = this.addHandle({ kind: 'file', id, flags: flags & ~OpenFlags.O_TRUNC });
-    return { fh, entry: this.entryOf(id, false) };
+    return { fh, entry: this.entryOf(id, false), noFlush: true };
   }
 
   /** Read from an open file; short at end of file. */

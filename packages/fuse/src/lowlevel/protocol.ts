@@ -30,7 +30,7 @@ export const InitFlag = {
 } as const;
 
 /** `fuse_open_out.open_flags`. */
-export const FOPEN = { DIRECT_IO: 1, KEEP_CACHE: 2, CACHE_DIR: 8 } as const;
+export const FOPEN = { DIRECT_IO: 1, KEEP_CACHE: 2, CACHE_DIR: 8, NOFLUSH: 32 } as const;
 
 /** `fuse_setattr_in.valid` bits (`FATTR_*`). */
 export const FATTR = {

@@ -322,9 +322,11 @@ class LowLevelSession implements MountHandle {
     this.send(b);
   }
 
-  private fileOpenFlags(r: { directIo?: boolean }, ino: number): number {
-    if (r.directIo) return FOPEN.DIRECT_IO;
-    return this.opts.keepCache && !this.multiLinked.has(ino) ? FOPEN.KEEP_CACHE : 0;
+  /** FOPEN_* of an open file: direct I/O, or kept pages; no FLUSH when the handle needs none. */
+  private fileOpenFlags(r: { directIo?: boolean; noFlush?: boolean }, ino: number): number {
+    const noFlush = r.noFlush ? FOPEN.NOFLUSH : 0;
+    if (r.directIo) return FOPEN.DIRECT_IO | noFlush;
+    return (this.opts.keepCache && !this.multiLinked.has(ino) ? FOPEN.KEEP_CACHE : 0) | noFlush;
   }
 
   /**
