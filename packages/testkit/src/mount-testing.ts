@@ -59,9 +59,13 @@ export interface Recorder {
   delayMs: number;
 }
 
+/** The Filesystem's synchronous members: `recording()` passes them through unchanged. */
+const SYNC_MEMBERS = new Set(['watchAttrs', 'liveInodes', 'hostPath']);
+
 /**
  * Wrap a Filesystem so every call is counted, write sizes recorded, and (optionally) reads
- * and writes delayed by `delayMs`, to make concurrency observable.
+ * and writes delayed by `delayMs`, to make concurrency observable. Its synchronous members
+ * (`SYNC_MEMBERS`: `watchAttrs` must return its stop function, not a promise) pass through.
  */
 export function recording<T extends Filesystem>(fs: T, delayMs = 0): { fs: T; rec: Recorder } {
   const rec: Recorder = { writeSizes: [], calls: {}, maxConcurrent: 0, delayMs };
@@ -70,6 +74,7 @@ export function recording<T extends Filesystem>(fs: T, delayMs = 0): { fs: T; re
     get(target, prop, receiver) {
       const v = Reflect.get(target, prop, receiver) as unknown;
       if (typeof v !== 'function' || typeof prop !== 'string') return v;
+      if (SYNC_MEMBERS.has(prop)) return (v as (...a: unknown[]) => unknown).bind(target);
       return async (...args: unknown[]) => {
         rec.calls[prop] = (rec.calls[prop] ?? 0) + 1;
         if (prop === 'write') rec.writeSizes.push((args[3] as Uint8Array).length);
