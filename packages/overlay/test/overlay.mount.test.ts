@@ -3,17 +3,18 @@
  * across processes (8 × 1,000 appends to one lower file), 8 parallel readers and writers
  * served concurrently, hard links of a lower file, listings equal to a fresh mount's after
  * concurrent changes, and every table (overlay and layers) back to its root after unmount.
+ * Run over both transports (`TRANSPORTS`: libfuse and the low-level one).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as fsp from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Layer } from '@layerfs/core';
-import { mount, type MountHandle } from '@layerfs/fuse';
+import type { MountHandle } from '@layerfs/fuse';
 import { tree, type MemoryLayer } from '@layerfs/testkit';
 import { OverlayFs } from '../src/index.js';
-import { mountSkip, recording, sh, tempDir, type Recorder } from './cli-helpers.js';
+import { TRANSPORTS, mountSkip, recording, sh, tempDir, type Recorder } from './cli-helpers.js';
 
-describe.skipIf(mountSkip)('OverlayFs through a FUSE mount (needs root and /dev/fuse)', () => {
+describe.skipIf(mountSkip).each(TRANSPORTS)('OverlayFs through a %s FUSE mount (needs root and /dev/fuse)', (transport, mountWith) => {
   let dir: string;
   let mnt: string;
   let upper: MemoryLayer;
@@ -24,7 +25,7 @@ describe.skipIf(mountSkip)('OverlayFs through a FUSE mount (needs root and /dev/
   const q = (p: string) => JSON.stringify(join(mnt, p));
 
   beforeAll(async () => {
-    dir = await tempDir('ovl-mount');
+    dir = await tempDir(`ovl-mount-${transport}`);
     mnt = join(dir, 'mnt');
     await fsp.mkdir(mnt);
     lowers = [
@@ -35,7 +36,7 @@ describe.skipIf(mountSkip)('OverlayFs through a FUSE mount (needs root and /dev/
     ov = await OverlayFs.create({ upper, lowers: lowers as Layer[] });
     const r = recording(ov, 0);
     rec = r.rec;
-    h = await mount(r.fs, mnt, { handleSignals: false });
+    h = await mountWith(r.fs, mnt);
   });
 
   afterAll(async () => {
@@ -102,7 +103,7 @@ describe.skipIf(mountSkip)('OverlayFs through a FUSE mount (needs root and /dev/
     expect(upper.liveInodes()).toBe(1);
     for (const l of lowers) expect(l.liveInodes()).toBe(1);
     const ov2 = await OverlayFs.create({ upper, lowers: lowers as Layer[] });
-    h = await mount(ov2, mnt, { handleSignals: false });
+    h = await mountWith(ov2, mnt);
     const after = await sh(lsCmd);
     expect(after).toBe(before);
     await h.unmount();

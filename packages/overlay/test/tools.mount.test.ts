@@ -4,14 +4,15 @@
  * directory (EXDEV → copy fallback), ln, ln -s, chmod -R, touch -d, git init/add/commit,
  * sqlite3 writing a database) runs on a kernel overlay and on a layerfs FUSE mount of two
  * identical copies of the layers; the merged trees, the tools' outputs and the upper
- * directories must be the same.
+ * directories must be the same. Run over both transports (`TRANSPORTS`: libfuse and the
+ * low-level one).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as fsp from 'node:fs/promises';
 import { join } from 'node:path';
-import { mount, type MountHandle } from '@layerfs/fuse';
+import type { MountHandle } from '@layerfs/fuse';
 import { overlayFromDirs } from '../src/index.js';
-import { mountSkip, sh, shResult, tempDir } from './cli-helpers.js';
+import { TRANSPORTS, mountSkip, sh, shResult, tempDir } from './cli-helpers.js';
 
 const LAYERS = `
 set -e
@@ -62,13 +63,13 @@ sqlite3 data.db .dump
 /** The upper directory: type and path of everything, whiteouts included. */
 const UPPER = `find . -printf '%y %m %p\\n' | sort`;
 
-describe.skipIf(mountSkip)('ordinary tools: layerfs mount vs kernel overlayfs (needs root, /dev/fuse, git, sqlite3)', () => {
+describe.skipIf(mountSkip).each(TRANSPORTS)('ordinary tools: layerfs %s mount vs kernel overlayfs (needs root, /dev/fuse, git, sqlite3)', (transport, mountWith) => {
   let dir: string;
   let h: MountHandle | undefined;
   let kernelMounted = false;
 
   beforeAll(async () => {
-    dir = await tempDir('tools');
+    dir = await tempDir(`tools-${transport}`);
     await fsp.mkdir(join(dir, 'k'));
     await sh(LAYERS, join(dir, 'k'));
     await sh(`cp -a k f`, dir);
@@ -86,7 +87,7 @@ describe.skipIf(mountSkip)('ordinary tools: layerfs mount vs kernel overlayfs (n
     await sh(`mount -t overlay overlay -o lowerdir=lower,upperdir=upper,workdir=work mnt`, k);
     kernelMounted = true;
     const ov = await overlayFromDirs({ lowerdir: [join(f, 'lower')], upperdir: join(f, 'upper'), workdir: join(f, 'work'), whiteoutFormat: 'chardev' });
-    h = await mount(ov, join(f, 'mnt'), { handleSignals: false, destroyOnUnmount: true });
+    h = await mountWith(ov, join(f, 'mnt'), { destroyOnUnmount: true });
 
     // Never give a child a cwd inside the mount: libuv's spawn blocks the serving thread
     // until the child has exec'd, and the child's chdir waits for that thread (deadlock).
