@@ -186,6 +186,8 @@ class LowLevelSession implements MountHandle {
   private async end(why: string): Promise<void> {
     if (this.ended) return;
     this.ended = true;
+    // The kernel is gone: stop listening first (a throwing stop must not keep `closed` unsettled).
+    try { this.unwatch?.(); } catch { /* the Filesystem's stop function: best effort */ }
     if (TRACE) process.stderr.write(`layerfs-fuse lowlevel: session ended (${why})\n`);
     this.resolveInit(new FsError('ENODEV', { syscall: 'mount', path: this.mountpoint, detail: `FUSE session ended before INIT (${why})` }));
     while (this.pending.size > 0) await Promise.allSettled([...this.pending]);
@@ -204,7 +206,6 @@ class LowLevelSession implements MountHandle {
     live.delete(this);
     removeGuards();
     if (this.opts.destroyOnUnmount) { try { await this.fs.destroy(); } catch { /* best effort */ } }
-    this.unwatch?.();
     this.resolveClosed();
   }
 
@@ -350,7 +351,8 @@ class LowLevelSession implements MountHandle {
    * directory it landed in): drop what the kernel cached, before the request's reply.
    */
   private changedAside(ino: number): void {
-    if (ino === 1 || this.lookups.has(ino)) this.invalidateAttr(ino);
+    // Never after the end: the device is closed (its number may name another file by then).
+    if (!this.ended && (ino === 1 || this.lookups.has(ino))) this.invalidateAttr(ino);
   }
 
   /** FUSE_NOTIFY_INVAL_INODE with a negative offset: attributes only (never waits on pages). */
