@@ -4,6 +4,8 @@
  * object (its ino, nlink 2, content `hi`) and `a` the upper copy (another ino, nlink 1), as
  * kernel overlayfs (index=off) shows on the same layers — in the session and after a remount.
  * The libfuse mount's path map had kept `b` mapped to the inode that became `a`'s upper copy.
+ * Also: a descriptor opened on `b` before the copy-up keeps the lower object (skipped on the
+ * low-level transport, a known gap: both names are one kernel inode there).
  * Run over both transports (`TRANSPORTS`: libfuse and the low-level one); the mount is served
  * in this process and touched only from child processes.
  */
@@ -21,7 +23,7 @@ async function layout(root: string, tag: string): Promise<Dirs> {
   for (const p of Object.values(d)) await fsp.mkdir(p);
   await fsp.writeFile(join(d.lower, 'a'), 'hi\n');
   await fsp.link(join(d.lower, 'a'), join(d.lower, 'b'));
-  for (const op of Object.keys(OTHER_CHANGES)) {
+  for (const op of [...Object.keys(OTHER_CHANGES), 'fd']) {
     await fsp.writeFile(join(d.lower, `${op}-a`), 'hi\n');
     await fsp.link(join(d.lower, `${op}-a`), join(d.lower, `${op}-b`));
   }
@@ -50,6 +52,9 @@ function otherScript(): string {
     return `A=${op}-a; echo "== ${op}"; ${st} "$A" ${op}-b && ${cmd} && ${st} ${after} ${op}-b && cat ${op}-b`;
   }).join(' && ');
 }
+
+/** A descriptor opened on `fd-b` before `fd-a` is appended to: what it reads and fstats, then `fd-b` itself. */
+const HELD_FD = "exec 3< fd-b; stat -c '%i %h %s' fd-a fd-b && echo x >> fd-a && echo '-- fd' && cat <&3 && stat -L -c '%i %h %s' /dev/fd/3 && echo '-- b' && stat -c '%i %h %s' fd-b && cat fd-b";
 
 /** Inode numbers differ between implementations: name them by first appearance (I0, I1 …). */
 function shape(out: string): string[] {
@@ -139,5 +144,16 @@ describe.skipIf(mountSkip).each(TRANSPORTS)('a lower hard link broken by copy-up
     const list = Object.keys(OTHER_CHANGES).map((op) => `${op}-b`).join(' ');
     const st = `stat -c '%i %h %a %s' ${list} && cat ${list}`;
     expect(shape(await sh(`cd ${JSON.stringify(ours.mnt)} && ${st}`))).toEqual(shape(await sh(st, kern.mnt)));
+  }, 60_000);
+
+  // Skipped on the low-level transport (a known gap): both names of a lower hard link are one
+  // kernel inode there (node id = the overlay's inode, which becomes `fd-a`'s copy), so the
+  // descriptor opened on `fd-b` reads `fd-a`'s appended data and fstats its copy (ino, nlink 1,
+  // size 5); kernel overlayfs gives each name its own inode.
+  it.skipIf(transport === 'lowlevel')('a descriptor opened on b before the copy-up of a keeps the lower object (content, ino, nlink, size), as in the kernel', async () => {
+    if (!h) await serve();
+    const kernel = await sh(HELD_FD, kern.mnt);
+    expect(shape(kernel)).toEqual(['I0 2 3', 'I0 2 3', '-- fd', 'hi', 'I0 2 3', '-- b', 'I0 2 3', 'hi']);
+    expect(shape(await sh(`cd ${JSON.stringify(ours.mnt)} && ${HELD_FD}`))).toEqual(shape(kernel));
   }, 60_000);
 });
