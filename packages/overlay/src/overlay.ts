@@ -59,6 +59,14 @@ export interface OverlayOptions {
    * default). `dropCaches()` releases them. Default: 16384; 0 disables.
    */
   inodeCache?: number;
+  /**
+   * Keep the attributes of non-directories between requests. Off, a file's attributes are
+   * read from its layer whenever needed and dropped after each reply: for a transport whose
+   * kernel caches attributes itself and holds a lookup on every inode it saw (the low-level
+   * FUSE transport), that saves about 650 bytes per such inode (measured: heap after a find
+   * over 100,000 files, 1,734 → 1,078 B per inode). Default: true.
+   */
+  cacheFileAttrs?: boolean;
 }
 
 /** What `OverlayFs.create` takes. */
@@ -239,6 +247,7 @@ export class OverlayFs implements Filesystem {
   readonly xattrPrefix: string;
   private readonly m: RequestContext;
   private readonly checkPerms: boolean;
+  private readonly cacheFileAttrs: boolean;
   private readonly destroyLayers: boolean;
   private readonly table: InodeTable<OvlNode>;
   /** `watchAttrs` listeners: told of inodes a copy-up changed. */
@@ -284,6 +293,7 @@ export class OverlayFs implements Filesystem {
     this.xattrPrefix = o.userxattr ? 'user.overlay.' : 'trusted.overlay.';
     this.m = o.mounter ?? processContext(0);
     this.checkPerms = o.checkPermissions ?? true;
+    this.cacheFileAttrs = o.cacheFileAttrs ?? true;
     this.destroyLayers = o.destroyLayers ?? false;
     this.cacheMax = Math.max(0, o.inodeCache ?? 16384);
     this.othersMax = othersCacheFor(this.cacheMax);
@@ -498,8 +508,17 @@ export class OverlayFs implements Filesystem {
     if (!r) throw fsErr('ESTALE');
     const v = n.attrVersion;
     const a = await r.layer.getattr(this.m, r.ino);
-    if (n.attrVersion === v) { n.attr = a; n.permAttr = a; }
+    if (n.attrVersion === v && (this.cacheFileAttrs || n.type === 'directory')) { n.attr = a; n.permAttr = a; }
     return a;
+  }
+
+  /** Drop a non-directory's cached attributes (`cacheFileAttrs` off), once they were handed out. */
+  private shed(n: OvlNode): void {
+    if (this.cacheFileAttrs || n.type === 'directory') return;
+    n.attr = undefined;
+    n.permAttr = undefined;
+    n.shown = undefined;
+    n.shownFrom = undefined;
   }
 
   private present(n: OvlNode, a: Attr): Attr {
@@ -514,7 +533,9 @@ export class OverlayFs implements Filesystem {
   }
 
   private async entryOf(n: OvlNode): Promise<Entry> {
-    return { ino: n.ino, generation: 0, attr: this.present(n, await this.realAttr(n)) };
+    const e = { ino: n.ino, generation: 0, attr: this.present(n, await this.realAttr(n)) };
+    this.shed(n);
+    return e;
   }
 
   private async check(ctx: RequestContext, n: OvlNode, mask: number): Promise<void> {
@@ -570,7 +591,8 @@ export class OverlayFs implements Filesystem {
       }
       if (!first) return { upperWhiteout };
       const key = await this.keyOf(upper, lowers, first.type);
-      return { res: { upper, lowers, type: first.type, opaque, attr: first.attr, key }, upperWhiteout };
+      // A copy sized to its length: the array built by push keeps room for 17 (kept per inode).
+      return { res: { upper, lowers: lowers.slice(), type: first.type, opaque, attr: first.attr, key }, upperWhiteout };
     } catch (err) {
       await this.forgetReal(upper);
       for (const l of lowers) await this.forgetReal(l);
@@ -1173,7 +1195,9 @@ export class OverlayFs implements Filesystem {
         return this.present(n, a);
       }
     }
-    return this.present(n, await this.realAttr(n));
+    const shown = this.present(n, await this.realAttr(n));
+    this.shed(n);
+    return shown;
   }
 
   /** chmod / chown / truncate / utimens, copying the object up first. */

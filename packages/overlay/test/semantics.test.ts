@@ -74,6 +74,24 @@ describe('lookup and merge', () => {
   });
 });
 
+describe('cacheFileAttrs', () => {
+  it('off: the attributes of files are read from their layer for each request (kept: until a change through the overlay); directories keep theirs', async () => {
+    for (const cacheFileAttrs of [true, false]) {
+      const o = await memOverlay([{ d: { f: file('x', 0o644) } }], {}, { cacheFileAttrs });
+      expect((await o.vol.stat('/d/f')).mode & 0o777).toBe(0o644);
+      const lower = o.lowers[0]!;
+      const d = await lower.lookup(ctx, ROOT_INO, 'd');
+      const f = await lower.lookup(ctx, d.ino, 'f');
+      await lower.setattr(ctx, f.ino, { mode: 0o600 });   // behind the overlay's back
+      await lower.setattr(ctx, d.ino, { mode: 0o700 });
+      expect([cacheFileAttrs, (await o.vol.stat('/d/f')).mode & 0o777, (await o.vol.stat('/d')).mode & 0o777]).toEqual([cacheFileAttrs, cacheFileAttrs ? 0o644 : 0o600, 0o755]);
+      await lower.forget(ctx, f.ino, 1);
+      await lower.forget(ctx, d.ino, 1);
+      await expectNoLeaks(o);
+    }
+  });
+});
+
 describe('copy-up', () => {
   it('watchAttrs reports what a copy-up changed aside: each copied object and the upper directory it landed in', async () => {
     const o = await memOverlay([{ a: { b: { f: 'x' } }, other: 'o' }]);
