@@ -30,6 +30,11 @@ import { MemoryLayer, type MemoryLayerOptions } from './memory-layer.js';
 const run = promisify(execFile);
 const OPAQUE_NAMES: readonly string[] = [OPAQUE_XATTR, OPAQUE_XATTR_USER, OPAQUE_XATTR_FUSE_OVERLAYFS];
 
+/** `out[name] = node` as an own property even for `__proto__` (an assignment would set the prototype). */
+function put(out: Record<string, TreeNode>, name: string, node: TreeNode): void {
+  Object.defineProperty(out, name, { value: node, enumerable: true, writable: true, configurable: true });
+}
+
 /** Ownership and xattrs a spec node may carry. */
 export interface NodeExtras {
   /** Extended attributes, name → UTF-8 value. */
@@ -413,15 +418,15 @@ export async function dump(fs: Filesystem, options: DumpOptions = {}, ino = ROOT
       await fs.releasedir(ctx, dirIno, fh);
     }
     for (const { name, whiteout: wh } of entries) {
-      if (wh) { out[name] = whiteout(); continue; }
+      if (wh) { put(out, name, whiteout()); continue; }
       const e = await fs.lookup(ctx, dirIno, name);
       try {
-        if (e.whiteout) { out[name] = whiteout(); continue; }
+        if (e.whiteout) { put(out, name, whiteout()); continue; }
         const fmt = e.attr.mode & S_IFMT;
-        if (fmt === 0o040000) out[name] = compact('dir', await meta(e.ino, e.attr, true), await walk(e.ino), owners);
-        else if (fmt === 0o100000) out[name] = compact('file', await meta(e.ino, e.attr, false), contentOf(await readAll(e.ino)), owners);
-        else if (fmt === 0o120000) out[name] = symlink(await fs.readlink(ctx, e.ino));
-        else out[name] = specialOf(e.attr);
+        if (fmt === 0o040000) put(out, name, compact('dir', await meta(e.ino, e.attr, true), await walk(e.ino), owners));
+        else if (fmt === 0o100000) put(out, name, compact('file', await meta(e.ino, e.attr, false), contentOf(await readAll(e.ino)), owners));
+        else if (fmt === 0o120000) put(out, name, symlink(await fs.readlink(ctx, e.ino)));
+        else put(out, name, specialOf(e.attr));
       } finally {
         await fs.forget(ctx, e.ino, 1);
       }
@@ -558,11 +563,11 @@ export async function dumpHost(root: string, options: DumpHostOptions = {}): Pro
       if (oci && name.startsWith(OCI_WHITEOUT_PREFIX)) {
         if (name === OCI_OPAQUE_MARKER) continue;
         const hidden = name.slice(OCI_WHITEOUT_PREFIX.length);
-        if (hidden.length > 0 && !present.has(hidden)) out[hidden] = whiteout();
+        if (hidden.length > 0 && !present.has(hidden)) put(out, hidden, whiteout());
         continue;
       }
       const st = await fsp.lstat(p);
-      if (st.isCharacterDevice() && st.rdev === 0) { out[name] = whiteout(); continue; }
+      if (st.isCharacterDevice() && st.rdev === 0) { put(out, name, whiteout()); continue; }
       const x = { ...(xattrs.get(p) ?? {}) };
       let opq = false;
       for (const k of OPAQUE_NAMES) if (k in x) { if (x[k] === 'y') opq = true; delete x[k]; }
@@ -572,13 +577,13 @@ export async function dumpHost(root: string, options: DumpHostOptions = {}): Pro
           try { await fsp.lstat(join(p, OCI_OPAQUE_MARKER)); opq = true; } catch { /* not opaque by marker */ }
         }
         m.opaque = opq;
-        out[name] = compact('dir', m, await walk(p), owners);
+        put(out, name, compact('dir', m, await walk(p), owners));
       } else if (st.isFile()) {
-        out[name] = compact('file', m, contentOf(await fsp.readFile(p)), owners);
+        put(out, name, compact('file', m, contentOf(await fsp.readFile(p)), owners));
       } else if (st.isSymbolicLink()) {
-        out[name] = symlink(await fsp.readlink(p));
+        put(out, name, symlink(await fsp.readlink(p)));
       } else {
-        out[name] = specialOf({ mode: st.mode, rdev: st.rdev } as Attr);
+        put(out, name, specialOf({ mode: st.mode, rdev: st.rdev } as Attr));
       }
     }
     return out;
