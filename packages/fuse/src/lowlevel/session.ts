@@ -5,7 +5,8 @@
  * id and given back at the end of the session. The JS thread's event loop polls `/dev/fuse`
  * (device-reader.ts), decodes each request, calls the Filesystem (many requests in flight at
  * once) and writes the reply (writing to /dev/fuse never blocks).
- * Root only (mount(2)); no notifications are sent. With `handleSignals` (default), SIGINT and
+ * Root only (mount(2)). The only notifications sent are attribute invalidations of the inodes
+ * the Filesystem reports changed aside (`watchAttrs`). With `handleSignals` (default), SIGINT and
  * SIGTERM unmount every low-level mount of the process, then exit.
  */
 import { execFileSync } from 'node:child_process';
