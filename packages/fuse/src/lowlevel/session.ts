@@ -38,7 +38,12 @@ export const LOW_LEVEL_SHARED_OPTIONS: readonly SharedOptions[] = ['allowOther',
 export interface LowLevelOptions extends Pick<MountOptions, SharedOptions> {
   /** Pages per read/write request (1..256; 256 = 1 MiB). Default 256. */
   maxPages?: number;
-  /** Read-ahead of the mount in KiB (0: the kernel's default, 128). Default: the request size (`maxPages` × 4). */
+  /**
+   * Read-ahead of the mount in KiB (0: the kernel's default, 128). Default: four requests
+   * (`maxPages` × 16 KiB), so a sequential reader has several READs in flight, served on
+   * several pool threads (the bench's 1 GiB read, 4 rounds twice: about 2,130 MiB/s with one
+   * request of read-ahead, 2,740 with four).
+   */
   readAheadKiB?: number;
   /** Answer READDIRPLUS (one `lookup` per listed entry). Default true. */
   readdirplus?: boolean;
@@ -719,7 +724,7 @@ function optionsWithDefaults(o: LowLevelOptions): Required<LowLevelOptions> {
     entryTimeout: o.entryTimeout ?? 86400, attrTimeout: o.attrTimeout ?? 86400, negativeTimeout: o.negativeTimeout ?? 0,
     handleSignals: o.handleSignals ?? true,
     maxPages: Math.max(1, Math.min(256, Math.floor(o.maxPages ?? 256))),
-    readAheadKiB: o.readAheadKiB ?? Math.max(1, Math.min(256, Math.floor(o.maxPages ?? 256))) * 4, readdirplus: o.readdirplus ?? true,
+    readAheadKiB: o.readAheadKiB ?? Math.max(1, Math.min(256, Math.floor(o.maxPages ?? 256))) * 16, readdirplus: o.readdirplus ?? true,
     keepCache: o.keepCache ?? true, cacheDir: o.cacheDir ?? true, noOpendir: o.noOpendir ?? true, destroyOnUnmount: o.destroyOnUnmount ?? false,
   };
 }
