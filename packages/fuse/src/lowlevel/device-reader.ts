@@ -21,7 +21,10 @@ export interface DeviceReader {
 /** Requests up to this size are copied out; larger ones keep the read buffer. */
 const SMALL = 65536;
 
-/** libuv's pipe handle as Node's internal binding exposes it (the one public way to poll any descriptor). */
+/**
+ * libuv's pipe handle as Node's `pipe_wrap` binding exposes it (`process.binding`, deprecated in the
+ * documentation only, DEP0111): Node has no public API that polls an arbitrary descriptor.
+ */
 interface PipeHandle { open(fd: number): number }
 interface PipeBinding { Pipe: new (type: number) => PipeHandle; constants: { SOCKET: number } }
 
