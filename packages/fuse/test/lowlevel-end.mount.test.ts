@@ -2,14 +2,16 @@
  * The end of a low-level session and the Filesystem's `watchAttrs` listener (real mount, needs
  * root): the listener is stopped when the connection ends, nothing is written to the closed
  * device when it is called after the end, and a stop function that throws does not keep
- * `unmount()` (and `closed`) from settling.
+ * `unmount()` (and `closed`) from settling; a session that cannot start (here: `watchAttrs`
+ * throws) rejects with an FsError and leaves no mount behind.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as fsp from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Filesystem } from '@layerfs/core';
 import { MemoryLayer } from '@layerfs/testkit';
-import { mountLowLevel, type MountHandle } from '../src/index.js';
+import { FsError } from '@layerfs/core';
+import { findMount, mountLowLevel, type MountHandle } from '../src/index.js';
 import { mountSkip, tempDir } from './helpers.js';
 
 describe.skipIf(mountSkip)('mountLowLevel(): the watchAttrs listener at the end of the session (needs root and /dev/fuse)', () => {
@@ -51,5 +53,22 @@ describe.skipIf(mountSkip)('mountLowLevel(): the watchAttrs listener at the end 
     expect(stops).toBe(1);
     listener!(1);
     expect(m.stats().invalidations).toBe(1);
+  });
+
+  it('rejects with an FsError and leaves no mount when the session cannot start', async () => {
+    const layer = new MemoryLayer();
+    const fs = new Proxy(layer, {
+      get(target, prop, receiver) {
+        if (prop === 'watchAttrs') return () => { throw new Error('no listener today'); };
+        const v = Reflect.get(target, prop, receiver) as unknown;
+        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+      },
+    }) as Filesystem;
+    const mnt = join(dir, 'mnt');
+    const err = await mountLowLevel(fs, mnt, { handleSignals: false }).then(() => undefined, (e: unknown) => e);
+    expect(err).toBeInstanceOf(FsError);
+    expect(err).toMatchObject({ code: 'EIO', syscall: 'mount', path: mnt });
+    expect(await findMount(mnt)).toBeUndefined();
+    expect(layer.liveInodes()).toBe(1);
   });
 });

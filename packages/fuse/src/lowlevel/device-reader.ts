@@ -8,6 +8,7 @@
  * loop alive while the file system is mounted, as a listening server does.
  */
 import { Socket } from 'node:net';
+import { toFsError } from '@layerfs/core';
 import { Request } from './protocol.js';
 
 /** The reader of a session's device descriptor. */
@@ -44,7 +45,7 @@ export function readDevice(
   const { Pipe, constants } = (process as any).binding('pipe_wrap') as PipeBinding;
   const handle = new Pipe(constants.SOCKET);
   const err = handle.open(fd);
-  if (err !== 0) throw new Error(`cannot poll the FUSE device (libuv error ${err})`);
+  if (err !== 0) throw toFsError({ errno: -err }, { syscall: 'uv_pipe_open', detail: 'cannot poll the FUSE device' });
   const spare: ArrayBuffer[] = [];
   let current = Buffer.from(new ArrayBuffer(size));
   let kept = false;

@@ -41,8 +41,8 @@ export interface LowLevelOptions extends Pick<MountOptions, SharedOptions> {
   /**
    * Read-ahead of the mount in KiB (0: the kernel's default, 128). Default: four requests
    * (`maxPages` × 16 KiB), so a sequential reader has several READs in flight, served on
-   * several pool threads (the bench's 1 GiB read, 4 rounds twice: about 2,130 MiB/s with one
-   * request of read-ahead, 2,740 with four).
+   * several pool threads (the bench's 1 GiB read on this transport, 4 rounds, twice each:
+   * medians 2,239 and 2,015 MiB/s with one request of read-ahead, 2,769 and 2,719 with four).
    */
   readAheadKiB?: number;
   /** Answer READDIRPLUS (one `lookup` per listed entry). Default true. */
@@ -155,14 +155,19 @@ class LowLevelSession implements MountHandle {
     this.closed = new Promise((r) => { this.resolveClosed = r; });
     this.initDone = new Promise((res, rej) => { this.resolveInit = (e) => (e ? rej(e) : res()); });
     const size = opts.maxPages * PAGE + PAGE;
-    this.reader = readDevice(fd, size, (req, whole) => this.dispatch(req, whole), (why) => { void this.end(why); });
     this.unwatch = fs.watchAttrs?.((ino) => this.changedAside(ino));
+    try {
+      this.reader = readDevice(fd, size, (req, whole) => this.dispatch(req, whole), (why) => { void this.end(why); });
+    } catch (e) {
+      try { this.unwatch?.(); } catch { /* best effort */ }
+      throw e;
+    }
   }
 
   /**
    * Remember the fusectl connection number (for an abort when a lazy unmount stays busy) and
-   * raise the device's read-ahead to the request size (the kernel's default of 128 KiB would
-   * cut sequential reads into 128 KiB requests).
+   * raise the device's read-ahead to `readAheadKiB` (the kernel's default of 128 KiB would cut
+   * sequential reads into 128 KiB requests, one at a time).
    */
   async findConnection(): Promise<void> {
     const dev = await deviceOf(this.mountpoint);
@@ -319,11 +324,8 @@ class LowLevelSession implements MountHandle {
     const [et, at] = this.timeouts(e.attr);
     writeEntry(b, e, et, at, OUT_HEADER);
     extra?.(b, OUT_HEADER + ENTRY_OUT);
-    if (this.send(b)) {
-      this.lookups.set(e.ino, (this.lookups.get(e.ino) ?? 0) + 1);
-    } else {
-      await this.fs.forget(this.context(0, 0, 0, 0), e.ino, 1);
-    }
+    if (this.send(b)) this.lookups.set(e.ino, (this.lookups.get(e.ino) ?? 0) + 1);
+    else await this.fs.forget(this.context(0, 0, 0, 0), e.ino, 1);
   }
 
   private replyAttr(req: Request, a: Attr): void {
@@ -425,20 +427,17 @@ class LowLevelSession implements MountHandle {
       case Op.SYMLINK: {
         const name = req.cstr();
         const target = req.cstr();
-        const e = await fs.symlink(this.ctx(req), ino, name, target);
-        return this.replyEntry(req, e);
+        return this.replyEntry(req, await fs.symlink(this.ctx(req), ino, name, target));
       }
       case Op.MKNOD: {
         const mode = req.u32(); const rdev = req.u32(); const umask = req.u32(); req.skip(4);
         const name = req.cstr();
-        const e = await fs.mknod(this.ctx(req, umask), ino, name, mode, rdev);
-        return this.replyEntry(req, e);
+        return this.replyEntry(req, await fs.mknod(this.ctx(req, umask), ino, name, mode, rdev));
       }
       case Op.MKDIR: {
         const mode = req.u32(); const umask = req.u32();
         const name = req.cstr();
-        const e = await fs.mkdir(this.ctx(req, umask), ino, name, mode);
-        return this.replyEntry(req, e);
+        return this.replyEntry(req, await fs.mkdir(this.ctx(req, umask), ino, name, mode));
       }
       case Op.UNLINK: await fs.unlink(this.ctx(req), ino, req.cstr()); return this.replyEmpty(req);
       case Op.RMDIR: await fs.rmdir(this.ctx(req), ino, req.cstr()); return this.replyEmpty(req);
@@ -453,8 +452,7 @@ class LowLevelSession implements MountHandle {
       }
       case Op.LINK: {
         const old = req.u64();
-        const e = await fs.link(this.ctx(req), old, ino, req.cstr());
-        return this.replyEntry(req, e);
+        return this.replyEntry(req, await fs.link(this.ctx(req), old, ino, req.cstr()));
       }
       case Op.OPEN: {
         const flags = req.u32();
@@ -718,13 +716,14 @@ class LowLevelSession implements MountHandle {
 }
 
 function optionsWithDefaults(o: LowLevelOptions): Required<LowLevelOptions> {
+  const maxPages = Math.max(1, Math.min(256, Math.floor(o.maxPages ?? 256)));
   return {
     allowOther: o.allowOther ?? false, defaultPermissions: o.defaultPermissions ?? true, readOnly: o.readOnly ?? false,
     noatime: o.noatime ?? false, fsname: o.fsname ?? 'layerfs', subtype: o.subtype ?? 'layerfs',
     entryTimeout: o.entryTimeout ?? 86400, attrTimeout: o.attrTimeout ?? 86400, negativeTimeout: o.negativeTimeout ?? 0,
     handleSignals: o.handleSignals ?? true,
-    maxPages: Math.max(1, Math.min(256, Math.floor(o.maxPages ?? 256))),
-    readAheadKiB: o.readAheadKiB ?? Math.max(1, Math.min(256, Math.floor(o.maxPages ?? 256))) * 16, readdirplus: o.readdirplus ?? true,
+    maxPages,
+    readAheadKiB: o.readAheadKiB ?? maxPages * 16, readdirplus: o.readdirplus ?? true,
     keepCache: o.keepCache ?? true, cacheDir: o.cacheDir ?? true, noOpendir: o.noOpendir ?? true, destroyOnUnmount: o.destroyOnUnmount ?? false,
   };
 }
@@ -757,7 +756,15 @@ export async function mountLowLevel(fs: Filesystem, mountpoint: string, options:
     closeSync(fd);
     throw e;
   }
-  const s = new LowLevelSession(fs, mnt, fd, data, opts);
+  let s: LowLevelSession;
+  try {
+    s = new LowLevelSession(fs, mnt, fd, data, opts);
+  } catch (e) {
+    // Nobody will serve the mount: end the connection, then take the mount away.
+    closeSync(fd);
+    if (!(await runUmount(mnt, false))) await runUmount(mnt, true);
+    throw toFsError(e, { syscall: 'mount', path: mnt });
+  }
   live.add(s);
   installGuards(opts.handleSignals);
   try {
