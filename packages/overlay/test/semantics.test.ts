@@ -1,7 +1,7 @@
 // OverlayFs semantics over MemoryLayers: lookup, whiteouts, opaque dirs, merged readdir,
 // copy-up, removal, rename, hard links, inode numbers, private xattrs and lookup counts.
 import { OpenFlags, ROOT_CONTEXT, ROOT_INO, RenameFlags, Volume } from '@layerfs/core';
-import { dump, opaque, whiteout, file, symlink } from '@layerfs/testkit';
+import { dump, opaque, whiteout, file, symlink, recording, tree } from '@layerfs/testkit';
 import { describe, expect, it } from 'vitest';
 import { OverlayFs } from '../src/index.js';
 import { checkBrokenHardLinkInos, expectNoLeaks, memOverlay } from './helpers.js';
@@ -89,6 +89,18 @@ describe('cacheFileAttrs', () => {
       await lower.forget(ctx, d.ino, 1);
       await expectNoLeaks(o);
     }
+  });
+
+  it('off: a file keeps mode, owner and group for permission checks, so an open calls no layer getattr', async () => {
+    const { fs: lower, rec } = recording(await tree({ f: file('x', 0o644) }, { writable: true }));
+    const ov = await OverlayFs.create({ upper: await tree({}), lowers: [lower], options: { cacheFileAttrs: false } });
+    const e = await ov.lookup(USER, ROOT_INO, 'f');
+    const before = rec.calls.getattr ?? 0;
+    const h = await ov.open(USER, e.ino, OpenFlags.O_RDONLY);
+    expect((rec.calls.getattr ?? 0) - before).toBe(0);
+    await ov.release(USER, e.ino, h.fh);
+    await ov.forget(USER, e.ino, 1);
+    expect(ov.liveInodes()).toBe(1);
   });
 });
 
