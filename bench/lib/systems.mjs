@@ -144,15 +144,15 @@ Object.defineProperty(SYSTEMS, 'layerfs-libfuse', {
   value: {
     label: 'layerfs-libfuse',
     unavailable: () => SYSTEMS.layerfs.unavailable(),
-    // The same overlay served by the libfuse transport (fuse-native: `-o transport=libfuse`;
-    // LAYERFS_TRANSPORT=libfuse for the API launcher). `layerfs` uses the command's default,
-    // which as root is the low-level transport.
+    // The same overlay served by the libfuse transport (fuse-native: `-o transport=libfuse`,
+    // which the API launcher reads too). `layerfs` uses the command's default, which as root
+    // is the low-level transport.
     async open({ lower, scratch, cpuProfDir }) {
       const d = await dirs(scratch);
       const nodeArgs = cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`] : [];
       const s = await fuseServer(process.execPath,
         [...nodeArgs, layerfsLauncher().bin, 'mount', '-f', '-o', `lowerdir=${lower},upperdir=${d.upper},workdir=${d.work},transport=libfuse`, d.mnt], d.mnt,
-        { stop: 'signal', env: { LAYERFS_TRANSPORT: 'libfuse' } });
+        { stop: 'signal' });
       return { root: d.mnt, upper: d.upper, ...s };
     },
   },
