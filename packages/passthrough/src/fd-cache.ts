@@ -5,6 +5,9 @@
  * evicted descriptor is closed at once and reopened on demand by the layer. Each descriptor
  * is stored with the identity (`dev:ino`) of the directory it was opened on, so a caller that
  * knows which directory it wants never gets a descriptor of another one that took the path.
+ * The cache counts, for every ancestor of a cached path, the cached paths below it, so that
+ * dropping a subtree where nothing below is cached (a directory copied up into place, a fresh
+ * directory renamed) costs no scan of the cache.
  */
 import { closeSync } from 'node:fs';
 import { LRUCache } from 'lru-cache';
@@ -56,6 +59,8 @@ export interface CachedDirFd {
 /** Directory descriptors by path below the layer root, closed when evicted. */
 export class DirFdCache {
   private readonly lru: LRUCache<string, CachedDirFd>;
+  /** For each ancestor of a cached path ("a" and "a/b" for "a/b/c"): how many cached paths lie below it. */
+  private readonly below = new Map<string, number>();
   /** Descriptors opened over the cache's life (for tests and statistics). */
   opened = 0;
   /** Descriptors closed by eviction over the cache's life. */
@@ -65,8 +70,9 @@ export class DirFdCache {
   constructor(max: number) {
     this.lru = new LRUCache<string, CachedDirFd>({
       max,
-      dispose: (entry, _key, reason) => {
+      dispose: (entry, key, reason) => {
         if (reason === 'evict') this.evicted++;
+        this.countBelow(key, -1);
         try { closeSync(entry.fd); } catch { /* already closed */ }
       },
     });
@@ -81,6 +87,7 @@ export class DirFdCache {
   set(path: string, fd: number, key: string): void {
     this.opened++;
     this.lru.set(path, { fd, key });
+    this.countBelow(path, 1);
   }
 
   /** Close and forget the descriptor of `path`. */
@@ -90,8 +97,20 @@ export class DirFdCache {
 
   /** Close and forget the descriptors of `path` and of every path below it. */
   deleteTree(path: string): void {
+    this.lru.delete(path);
+    if (!this.below.has(path)) return;
     const prefix = path + '/';
-    for (const k of [...this.lru.keys()]) if (k === path || k.startsWith(prefix)) this.lru.delete(k);
+    for (const k of [...this.lru.keys()]) if (k.startsWith(prefix)) this.lru.delete(k);
+  }
+
+  /** Add `by` to the count of every ancestor of `path` (dropping counts that reach 0). */
+  private countBelow(path: string, by: 1 | -1): void {
+    for (let i = path.indexOf('/'); i > 0; i = path.indexOf('/', i + 1)) {
+      const anc = path.slice(0, i);
+      const n = (this.below.get(anc) ?? 0) + by;
+      if (n > 0) this.below.set(anc, n);
+      else this.below.delete(anc);
+    }
   }
 
   /** Number of descriptors held. */
