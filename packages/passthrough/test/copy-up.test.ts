@@ -1,6 +1,6 @@
 /**
  * Clone copy-up (`copyUpData`): on ext4 (no reflink) the data is streamed keeping holes
- * (SEEK_DATA/SEEK_HOLE), byte for byte; a source without a host file is EXDEV; on an XFS
+ * (SEEK_DATA/SEEK_HOLE), byte for byte, replacing what a destination held; a source without a host file is EXDEV; on an XFS
  * image made with `mkfs.xfs -m reflink=1` on a loop device, a 1 GiB file is cloned in under
  * 100 ms and the filesystem's free space does not shrink by 1 GiB. The XFS case needs root,
  * loop devices and xfsprogs and says which is missing when it skips.
@@ -55,6 +55,11 @@ describe('streamed copy (no reflink here)', () => {
       const dst2 = await emptyFile(upper, 'again');
       await upper.copyUpData(ctx, { layer: lower, ino: src }, dst2);
       expect(fs.readFileSync(`${base}/upper/again`).equals(a)).toBe(true);
+      // A destination that holds data is replaced, not overlaid (an empty one is not truncated).
+      const dst3 = await emptyFile(upper, 'full');
+      fs.writeFileSync(`${base}/upper/full`, Buffer.alloc(30 << 20, 7));
+      expect(await upper.copyUpDataWith({ layer: lower, ino: src }, dst3, { allowClone: false })).toBe('stream');
+      expect(fs.readFileSync(`${base}/upper/full`).equals(a)).toBe(true);
       const mem = new MemoryLayer();
       const m = await mem.create(ctx, ROOT_INO, 'm', 0o644, OpenFlags.O_WRONLY);
       await rejectsWith(upper.copyUpData(ctx, { layer: mem, ino: m.entry.ino }, dst2), 'EXDEV');
