@@ -17,7 +17,7 @@
  *   attributes; the layers are called with the mounter's context (`options.mounter`).
  */
 import {
-  AccessMode, FsError, InodeTable, OpenFlags, RenameFlags, ROOT_INO, S_IFCHR, S_IFDIR, S_IFMT,
+  AccessMode, FsError, InodeTable, OpenFlags, compactInt, RenameFlags, ROOT_INO, S_IFCHR, S_IFDIR, S_IFMT,
   S_IFREG, S_ISGID, S_ISUID, S_ISVTX, UTIME_NOW, Whence, checkAccess, checkSticky, inGroup,
   isOwnerOrRoot, mayAccess, opensForWrite, processContext, typeOfMode, validateName,
   type Attr, type CreateResult, type DirEntry, type Entry, type ErrnoCode, type FileType,
@@ -29,9 +29,20 @@ import {
   FALLBACK_INO_BASE, decodeOrigin, encodeOrigin, originKey, packIno, parseOriginKey, type Origin,
 } from './origin.js';
 
-/** Mode, owner and group of `a`, without the rest (kept for permission checks). */
+/** Shared (frozen) mode/owner/group triples: a tree has few distinct ones. */
+const OWNERSHIPS = new Map<string, Ownership>();
+/** Bound of `OWNERSHIPS`: past it, triples are no longer shared. */
+const OWNERSHIPS_MAX = 4096;
+
+/** Mode, owner and group of `a`, without the rest (kept for permission checks): shared. */
 function ownershipOf(a: Attr): Ownership {
-  return { mode: a.mode, uid: a.uid, gid: a.gid };
+  const k = `${a.mode}:${a.uid}:${a.gid}`;
+  let o = OWNERSHIPS.get(k);
+  if (o === undefined) {
+    o = Object.freeze({ mode: a.mode, uid: a.uid, gid: a.gid });
+    if (OWNERSHIPS.size < OWNERSHIPS_MAX) OWNERSHIPS.set(k, o);
+  }
+  return o;
 }
 
 /** Options of an OverlayFs; every field is optional. */
@@ -98,6 +109,23 @@ interface RealRef {
   readonly pinned?: boolean;
 }
 
+/** A RealRef of an unpinned layer inode (one class: small inos stay unboxed, see `InodeTable`). */
+class Real implements RealRef {
+  readonly layer: Layer;
+  readonly idx: number;
+  readonly ino: number;
+  readonly attrIno: number;
+  constructor(layer: Layer, idx: number, ino: number, attrIno: number) {
+    this.layer = layer;
+    this.idx = idx;
+    // A non-number first: tagged fields (a 64-bit host ino would box every ref's otherwise).
+    this.ino = undefined as unknown as number;
+    this.ino = compactInt(ino);
+    this.attrIno = undefined as unknown as number;
+    this.attrIno = compactInt(attrIno);
+  }
+}
+
 /** What a top-down lookup of one name found. */
 interface Resolution {
   upper: RealRef | undefined;
@@ -114,8 +142,8 @@ interface Resolution {
 class OvlNode {
   /** Live children by name (directories; other types share one empty map), for lookups without layer calls. */
   readonly children: Map<string, OvlNode>;
-  /** Other names of the same object (hard links): not pinned. */
-  aliases: Array<{ parent: OvlNode; name: string }> = [];
+  /** Other names of the same object (hard links): not pinned. Replaced, never changed in place. */
+  aliases: readonly Alias[] = NO_ALIASES;
   /** The primary name was removed (unlink, rmdir, rename over it). */
   removed = false;
   attr: Attr | undefined;
@@ -144,19 +172,50 @@ class OvlNode {
    */
   listing: DirListEntry[] | undefined;
 
-  constructor(
-    readonly ino: number,
-    public key: string,
-    readonly type: FileType,
-    public parent: OvlNode | undefined,
-    public name: string,
-    public upper: RealRef | undefined,
-    public lowers: RealRef[],
-    public opaque: boolean,
-  ) {
+  /** The table key callers hold (the node is its own `InodeTable` record). */
+  readonly ino: number;
+  /** The identity (`InodeTable` record key; the table changes it with `rekey`). */
+  key: string;
+  /** Lookups held (`InodeTable` record count). */
+  lookups = 0;
+  readonly type: FileType;
+  parent: OvlNode | undefined;
+  name: string;
+  upper: RealRef | undefined;
+  lowers: RealRef[];
+  opaque: boolean;
+
+  constructor(ino: number, key: string, type: FileType, parent: OvlNode | undefined, name: string,
+    upper: RealRef | undefined, lowers: RealRef[], opaque: boolean) {
+    // Non-numbers first: tagged fields, so a rare large ino (2^52 and up) boxes no other node's.
+    this.ino = undefined as unknown as number;
+    this.ino = compactInt(ino);
+    this.key = key;
+    this.type = type;
+    this.parent = parent;
+    this.name = name;
+    this.upper = upper;
+    this.lowers = lowers;
+    this.opaque = opaque;
     this.children = type === 'directory' ? new Map() : NO_CHILDREN;
-    this.shownIno = ino;
+    this.shownIno = undefined as unknown as number;
+    this.shownIno = this.ino;
   }
+
+  /** The node itself (`InodeTable` record value). */
+  get value(): OvlNode {
+    return this;
+  }
+}
+
+/** Another name of a node (`OvlNode.aliases`). */
+interface Alias { parent: OvlNode; name: string }
+/** The aliases of every node without any (most): one shared frozen array. */
+const NO_ALIASES: readonly Alias[] = Object.freeze([]);
+
+/** `list` as a node's aliases (the shared empty array when empty). */
+function aliasList(list: readonly Alias[]): readonly Alias[] {
+  return list.length === 0 ? NO_ALIASES : list;
 }
 
 /** The children map of every non-directory: always empty (only directories get children). */
@@ -308,7 +367,15 @@ export class OverlayFs implements Filesystem {
     const upperRoot = config.upper ? reals[0] : undefined;
     const lowerRoots = config.upper ? reals.slice(1) : reals;
     this.root = new OvlNode(ROOT_INO, 'root', 'directory', undefined, '', upperRoot, lowerRoots, false);
-    this.table = new InodeTable<OvlNode>('root', this.root, { firstIno: FALLBACK_INO_BASE + 2 ** 50 });
+    const layerCount = this.layers.length;
+    this.table = new InodeTable<OvlNode>('root', this.root, {
+      firstIno: FALLBACK_INO_BASE + 2 ** 50,
+      ownRecords: true,
+      inoOfKey: (key) => {
+        const o = parseOriginKey(key);
+        return o ? packIno(o.layer, o.ino, layerCount) : undefined;
+      },
+    });
   }
 
   /** Build an overlay over `upper` (optional) and `lowers` (top first). */
@@ -466,7 +533,7 @@ export class OverlayFs implements Filesystem {
     this.forgetListing(n);
     if (n.parent && n.parent.children.get(n.name) === n) n.parent.children.delete(n.name);
     for (const a of n.aliases) if (a.parent.children.get(a.name) === n) a.parent.children.delete(a.name);
-    n.aliases = [];
+    n.aliases = NO_ALIASES;
     await this.forgetReal(n.upper);
     for (const l of n.lowers) await this.forgetReal(l);
     const p = n.parent;
@@ -579,7 +646,7 @@ export class OverlayFs implements Filesystem {
         const d = stack[i]!;
         const e = await this.layerLookup(d, name);
         if (!e) continue;
-        const ref: RealRef = { layer: d.layer, idx: d.idx, ino: e.ino, attrIno: e.attr.ino };
+        const ref: RealRef = new Real(d.layer, d.idx, e.ino, e.attr.ino);
         const isUpper = this.upper !== undefined && d.idx === 0;
         if (e.whiteout) {
           await this.forgetReal(ref);
@@ -692,7 +759,7 @@ export class OverlayFs implements Filesystem {
     if (created) {
       // The table key differs from the reported ino only while a node whose hard link was
       // broken by copy-up still holds this object's ino as its table key.
-      if (shown !== undefined) record.value.shownIno = shown;
+      if (shown !== undefined) record.value.shownIno = compactInt(shown);
       this.ref(p);
       p.children.set(name, record.value);
       record.value.attr = res.attr;
@@ -702,7 +769,7 @@ export class OverlayFs implements Filesystem {
     // A cached inode: the cache's lookup goes to the caller with the one just added.
     if (this.cacheOf(n).delete(n)) record.lookups--;
     if (!(n.parent === p && n.name === name) && !n.aliases.some((a) => a.parent === p && a.name === name)) {
-      n.aliases.push({ parent: p, name });
+      n.aliases = [...n.aliases, { parent: p, name }];
     }
     p.children.set(name, n);
     return { node: n, created };
@@ -753,8 +820,8 @@ export class OverlayFs implements Filesystem {
   private async makePrimary(n: OvlNode, p: OvlNode, name: string): Promise<void> {
     if (n.upper || n.type === 'directory' || !n.parent || (n.parent === p && n.name === name)) return;
     const oldP = n.parent;
-    n.aliases = n.aliases.filter((a) => !(a.parent === p && a.name === name));
-    if (!n.removed) n.aliases.push({ parent: oldP, name: n.name });
+    const others = n.aliases.filter((a) => !(a.parent === p && a.name === name));
+    n.aliases = n.removed ? aliasList(others) : [...others, { parent: oldP, name: n.name }];
     this.ref(p);
     n.parent = p;
     n.name = name;
@@ -813,7 +880,7 @@ export class OverlayFs implements Filesystem {
     if (n.parent === p && n.name === name) {
       const alias = n.aliases.find((a) => this.table.get(a.parent.ino)?.value === a.parent && a.parent.children.get(a.name) === n);
       if (alias) {
-        n.aliases = n.aliases.filter((a) => a !== alias);
+        n.aliases = aliasList(n.aliases.filter((a) => a !== alias));
         // Move the primary name (and its pin) to the alias.
         const old = n.parent;
         this.ref(alias.parent);
@@ -824,7 +891,7 @@ export class OverlayFs implements Filesystem {
         n.removed = true;
       }
     } else {
-      n.aliases = n.aliases.filter((a) => !(a.parent === p && a.name === name));
+      n.aliases = aliasList(n.aliases.filter((a) => !(a.parent === p && a.name === name)));
     }
   }
 
@@ -902,7 +969,7 @@ export class OverlayFs implements Filesystem {
     }
     await up.setattr(this.m, updir, { atime: pa.atime, mtime: pa.mtime });
     const ra = await up.getattr(this.m, entry.ino);
-    n.upper = { layer: up, idx: 0, ino: entry.ino, attrIno: ra.ino };
+    n.upper = new Real(up, 0, entry.ino, ra.ino);
     this.forgetListing(n);
     this.invalidate(n);
     this.changedAside(n);
@@ -917,7 +984,7 @@ export class OverlayFs implements Filesystem {
         n.key = key;
         // It reports the ino of its upper identity, as it will after re-creation; callers
         // keep its table ino, and the lower object's other names report the lower's ino.
-        n.shownIno = this.preferredIno(key);
+        n.shownIno = compactInt(this.preferredIno(key));
         await this.breakLinks(n, parent, name);
       } else {
         this.upperKeys.set(n.upper.attrIno, n.key);
@@ -932,7 +999,7 @@ export class OverlayFs implements Filesystem {
    */
   private async breakLinks(n: OvlNode, p: OvlNode, name: string): Promise<void> {
     for (const a of n.aliases) if (a.parent.children.get(a.name) === n) a.parent.children.delete(a.name);
-    n.aliases = [];
+    n.aliases = NO_ALIASES;
     const old = n.parent;
     if (old !== p || n.name !== name) {
       if (old && old.children.get(n.name) === n) old.children.delete(n.name);
@@ -1140,7 +1207,7 @@ export class OverlayFs implements Filesystem {
     // An upper non-directory: its identity is its origin (one lookup and one getxattr).
     const e = await this.layerLookup(top.dir, l.name);
     if (!e) return this.inoForKey(originKey(0, top.dino));
-    const ref: RealRef = { layer: top.dir.layer, idx: 0, ino: e.ino, attrIno: e.attr.ino };
+    const ref: RealRef = new Real(top.dir.layer, 0, e.ino, e.attr.ino);
     try {
       return this.inoForKey(await this.keyOf(ref, [], typeOfMode(e.attr.mode)));
     } finally {
@@ -1378,7 +1445,7 @@ export class OverlayFs implements Filesystem {
         throw e;
       }
       const ra = touched ? await up.getattr(this.m, entry.ino) : entry.attr;
-      const real: RealRef = { layer: up, idx: 0, ino: entry.ino, attrIno: ra.ino };
+      const real: RealRef = new Real(up, 0, entry.ino, ra.ino);
       const key = originKey(0, ra.ino);
       this.upperKeys.set(ra.ino, key);
       const res: Resolution = { upper: real, lowers: [], type: typeOfMode(ra.mode), opaque: isDir && overWhiteout, attr: ra, key };
@@ -1699,7 +1766,7 @@ export class OverlayFs implements Filesystem {
       await up.forget(this.m, e.ino, 1);
       if (n.key !== originKey(0, n.upper!.attrIno) && np !== this.liveName(n)?.parent) await this.setImpure(np);
       this.ref(n);
-      n.aliases.push({ parent: np, name: newname });
+      n.aliases = [...n.aliases, { parent: np, name: newname }];
       np.children.set(newname, n);
       if (n.removed && !this.liveName(n)) n.removed = false;
       this.invalidate(n);
@@ -1873,7 +1940,7 @@ export class OverlayFs implements Filesystem {
         const entries: DirListEntry[] = [];
         for (const l of visible) {
           entries.push({
-            name: l.name, type: l.type, ino: await this.listedIno(n, l), top: l.top!.dir, dino: l.top!.dino,
+            name: l.name, type: l.type, ino: compactInt(await this.listedIno(n, l)), top: l.top!.dir, dino: compactInt(l.top!.dino),
             ...(l.top!.attr ? { attr: l.top!.attr } : {}), mergeable: l.type === 'directory' && l.lowerDirs > 0,
           });
         }

@@ -45,7 +45,7 @@ import { closeSync, ftruncateSync, readdirSync, realpathSync } from 'node:fs';
 import * as nodePath from 'node:path';
 import { fsyncAsync, readFull, writeAll } from './data-io.js';
 import {
-  AccessMode, FsError, InodeTable, OCI_OPAQUE_MARKER, OCI_WHITEOUT_PREFIX, OPAQUE_XATTR,
+  AccessMode, FsError, InodeTable, OCI_OPAQUE_MARKER, compactInt, type InodeRecord, OCI_WHITEOUT_PREFIX, OPAQUE_XATTR,
   OPAQUE_XATTR_FUSE_OVERLAYFS, OPAQUE_XATTR_USER, OpenFlags, ROOT_INO, RenameFlags, S_IFCHR,
   S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, S_ISGID, S_ISUID, S_ISVTX, UTIME_NOW, UTIME_OMIT,
   XattrFlags, checkAccess, checkSticky, inGroup, isOwnerOrRoot, mayAccess, toFsError, typeOfMode,
@@ -74,25 +74,102 @@ const STALE_PATH: readonly string[] = ['ENOENT', 'ENOTDIR', 'ELOOP', 'ESTALE'];
 /** Most entries `findByIdentity` examines before declaring an inode lost. */
 const SEARCH_LIMIT = 200_000;
 
-/** What the layer keeps per inode (the value of its InodeTable records). */
-interface PtNode {
+/**
+ * What the layer keeps per inode: its own InodeTable record (one object per inode; fields
+ * only the root, the work dir or a removed inode need are added to those alone).
+ */
+class PtNode implements InodeRecord<PtNode> {
+  /** The table's inode number. */
+  readonly ino: number;
+  /** Identity (see `identity`); the table owns it. */
+  key: string;
+  /** Lookups held; the table owns it. */
+  lookups = 0;
   /** The inode's type (fixed for its life). */
   readonly type: FileType;
-  /** Identity `dev:ino`. */
-  readonly key: string;
-  /** Paths below the root (WORK-prefixed for the work dir) known to reach the inode. */
-  paths: string[];
-  /** An O_PATH descriptor held once the last known name is gone while still referenced. */
-  orphanFd?: number;
-  /** True once a search of the tree found no name for it (cleared when a lookup reaches it). */
-  lost?: boolean;
-  /** Root or work dir: addressed through its own descriptor. */
-  readonly fixedFd?: number;
+  /**
+   * Paths below the root (WORK-prefixed for the work dir) known to reach the inode: none,
+   * one (the string itself: no array for the common case), or several.
+   */
+  private known: string | string[] | undefined;
   /**
    * Generation of this table inode (FUSE's nodeid + generation): from one counter of the
    * layer, so an inode number the table hands out again never comes with an old generation.
    */
   readonly generation: number;
+  /** An O_PATH descriptor held once the last known name is gone while still referenced. */
+  declare orphanFd?: number;
+  /** True once a search of the tree found no name for it (cleared when a lookup reaches it). */
+  declare lost?: boolean;
+  /** Root or work dir: addressed through its own descriptor. */
+  declare readonly fixedFd?: number;
+
+  constructor(ino: number, key: string, type: FileType, path: string, generation: number, fixedFd?: number) {
+    // A non-number first: a tagged field (a 64-bit host ino would box every node's otherwise).
+    this.ino = undefined as unknown as number;
+    this.ino = compactInt(ino);
+    this.key = key;
+    this.type = type;
+    this.known = path;
+    this.generation = generation;
+    if (fixedFd !== undefined) (this as { fixedFd?: number }).fixedFd = fixedFd;
+  }
+
+  /** The node itself (InodeTable record value). */
+  get value(): PtNode {
+    return this;
+  }
+
+  /** Every known path (a copy). */
+  get paths(): readonly string[] {
+    const k = this.known;
+    return k === undefined ? [] : typeof k === 'string' ? [k] : [...k];
+  }
+
+  set paths(list: readonly string[]) {
+    this.known = list.length === 0 ? undefined : list.length === 1 ? list[0] : [...list];
+  }
+
+  /** The first known path. */
+  get firstPath(): string | undefined {
+    const k = this.known;
+    return k === undefined || typeof k === 'string' ? k : k[0];
+  }
+
+  /** True when `path` is a known path. */
+  hasPath(path: string): boolean {
+    const k = this.known;
+    return k === undefined ? false : typeof k === 'string' ? k === path : k.includes(path);
+  }
+
+  /** Replace the path `from` by `to`; with `subtree`, also every path below `from` by the same below `to`. */
+  movePath(from: string, to: string, subtree: boolean): void {
+    const k = this.known;
+    if (k === undefined) return;
+    if (typeof k === 'string') {
+      this.known = moved(k, from, to, subtree);
+      return;
+    }
+    let changed = false;
+    const next = k.map((p) => {
+      const q = moved(p, from, to, subtree);
+      if (q !== p) changed = true;
+      return q;
+    });
+    if (changed) this.known = next;
+  }
+
+  /** Add a known path (after the others). */
+  addPath(path: string): void {
+    const k = this.known;
+    this.known = k === undefined ? path : typeof k === 'string' ? [k, path] : [...k, path];
+  }
+}
+
+/** `p` with `from` replaced by `to` (with `subtree`, a path below `from` too). */
+function moved(p: string, from: string, to: string, subtree: boolean): string {
+  if (p === from) return to;
+  return subtree && p.length > from.length && p.startsWith(from) && p.charCodeAt(from.length) === 0x2f ? to + p.slice(from.length) : p;
 }
 
 /** How to address one inode in a host call. */
@@ -142,9 +219,6 @@ function splitPath(path: string): { parent: string; name: string } {
   return i < 0 ? { parent: '', name: path } : { parent: path.slice(0, i), name: path.slice(i + 1) };
 }
 
-function keyOf(st: HostStat): string {
-  return `${st.dev}:${st.inoKey}`;
-}
 
 function isDirMode(mode: number): boolean { return (mode & S_IFMT) === S_IFDIR; }
 function isRegMode(mode: number): boolean { return (mode & S_IFMT) === S_IFREG; }
@@ -225,8 +299,13 @@ export class PassthroughLayer implements Layer {
     this.rootFd = libc.openat(AT_FDCWD, this.root, O.PATH | O.DIRECTORY);
     const rst = libc.statx(this.rootFd, '', AT_EMPTY_PATH);
     this.rootDev = rst.dev;
-    this.table = new InodeTable<PtNode>(keyOf(rst), { type: 'directory', key: keyOf(rst), paths: [''], fixedFd: this.rootFd, generation: 1 },
-      this.options.onExcessForget ? { onExcessForget: this.options.onExcessForget } : {});
+    const rootKey = this.keyOf(rst);
+    this.table = new InodeTable<PtNode>(rootKey, new PtNode(ROOT_INO, rootKey, 'directory', '', 1, this.rootFd), {
+      ownRecords: true,
+      // On the root's device the key is the ino's digits: a record at that ino needs no key index.
+      inoOfKey: (key) => (key.includes(':') ? undefined : Number(key)),
+      ...(this.options.onExcessForget ? { onExcessForget: this.options.onExcessForget } : {}),
+    });
     if (this.options.workdir !== undefined) {
       const work = nodePath.resolve(this.options.workdir);
       const fd = libc.openat(AT_FDCWD, work, O.PATH | O.DIRECTORY);
@@ -247,7 +326,8 @@ export class PassthroughLayer implements Layer {
       this.workFd = fd;
       this.workdir = work;
       const wst = libc.statx(fd, '', AT_EMPTY_PATH);
-      const { record } = this.table.acquire(keyOf(wst), () => ({ type: 'directory', key: keyOf(wst), paths: [WORK], fixedFd: fd, generation: ++this.lastGeneration }), 1, this.preferredIno(wst));
+      const wkey = this.keyOf(wst);
+      const { record } = this.table.acquire(wkey, (ino) => new PtNode(ino, wkey, 'directory', WORK, ++this.lastGeneration, fd), 1, this.preferredIno(wst));
       this.workIno = record.ino;
     }
   }
@@ -289,6 +369,16 @@ export class PassthroughLayer implements Layer {
     return { cached: this.cache.size, max: this.cache.max, opened: this.cache.opened, evicted: this.cache.evicted, handles: this.handles.size };
   }
 
+  /** Identity of (dev, ino): the ino's digits on the root's device, `dev:ino` elsewhere. */
+  private identity(dev: number, inoKey: string): string {
+    return dev === this.rootDev ? inoKey : `${dev}:${inoKey}`;
+  }
+
+  /** Identity of the inode `st` describes. */
+  private keyOf(st: HostStat): string {
+    return this.identity(st.dev, st.inoKey);
+  }
+
   private preferredIno(st: HostStat): number | undefined {
     if (st.dev !== this.rootDev || !Number.isSafeInteger(st.ino)) return undefined;
     return st.ino;
@@ -296,7 +386,7 @@ export class PassthroughLayer implements Layer {
 
   /** The number a lookup would give the inode (dev, ino) now (for readdir entries not looked up). */
   private peekIno(dev: number, ino: number, inoKey: string): number {
-    const key = `${dev}:${inoKey}`;
+    const key = this.identity(dev, inoKey);
     const known = this.table.byIdentity(key);
     if (known !== undefined) return known;
     if (dev === this.rootDev && Number.isSafeInteger(ino) && ino > ROOT_INO) return ino;
@@ -339,18 +429,18 @@ export class PassthroughLayer implements Layer {
 
   /** Take one lookup on the inode `st` reached through `path`, and build its Entry. */
   private entryFor(st: HostStat, path: string, whiteout: boolean): Entry {
-    const key = keyOf(st);
-    const { record, created } = this.table.acquire(key, () => ({ type: typeOfMode(st.mode), key, paths: [path], generation: ++this.lastGeneration }), 1, this.preferredIno(st));
+    const key = this.keyOf(st);
+    const { record, created } = this.table.acquire(key, (ino) => new PtNode(ino, key, typeOfMode(st.mode), path, ++this.lastGeneration), 1, this.preferredIno(st));
     const generation = record.value.generation;
     if (!created) {
       const node = record.value;
-      node.lost = false;
-      if (node.fixedFd === undefined && !node.paths.includes(path)) {
-        if (node.type !== 'directory') node.paths.push(path);
-        else if (node.paths[0] === undefined) node.paths = [path];
+      if (node.lost) node.lost = false;
+      if (node.fixedFd === undefined && !node.hasPath(path)) {
+        if (node.type !== 'directory') node.addPath(path);
+        else if (node.firstPath === undefined) node.paths = [path];
         else {
           // Moved behind our back: everything known below it moves along.
-          const old = node.paths[0];
+          const old = node.firstPath;
           this.cache.deleteTree(old);
           this.movePaths(old, path, true);
         }
@@ -435,7 +525,7 @@ export class PassthroughLayer implements Layer {
     const fd = this.openDirPath(path);
     let key: string;
     try {
-      key = keyOf(libc.statx(fd, '', AT_EMPTY_PATH));
+      key = this.keyOf(libc.statx(fd, '', AT_EMPTY_PATH));
     } catch (e) {
       closeSync(fd);
       throw e;
@@ -452,7 +542,7 @@ export class PassthroughLayer implements Layer {
   private dir(ino: number): { fd: number; path: string; node: PtNode } {
     const node = this.node(ino);
     if (node.type !== 'directory') throw err('ENOTDIR');
-    if (node.fixedFd !== undefined) return { fd: node.fixedFd, path: node.paths[0]!, node };
+    if (node.fixedFd !== undefined) return { fd: node.fixedFd, path: node.firstPath!, node };
     const path = this.currentPath(node);
     if (path === undefined) {
       // Removed while referenced: its held descriptor lists as empty, creations fail ENOENT.
@@ -474,7 +564,8 @@ export class PassthroughLayer implements Layer {
 
   /** A path of `node` that still reaches it, searching the tree when none is known. */
   private currentPath(node: PtNode): string | undefined {
-    if (node.paths.length > 0) return node.paths[0];
+    const first = node.firstPath;
+    if (first !== undefined) return first;
     if (node.orphanFd !== undefined || node.lost) return undefined;
     const found = this.findByIdentity(node.key, node.type === 'directory');
     if (found !== undefined) node.paths = [found];
@@ -500,7 +591,7 @@ export class PassthroughLayer implements Layer {
         let st: HostStat;
         try { st = libc.statx(this.dirFd(dirPath), name, AT_SYMLINK_NOFOLLOW); } catch { continue; }
         const p = join(dirPath, name);
-        if (keyOf(st) === key && (!dirOnly || isDirMode(st.mode))) return p;
+        if (this.keyOf(st) === key && (!dirOnly || isDirMode(st.mode))) return p;
         if (isDirMode(st.mode)) queue.push(p);
       }
     }
@@ -531,7 +622,7 @@ export class PassthroughLayer implements Layer {
       } catch (e) {
         if (!(e instanceof FsError) || !STALE_PATH.includes(e.code) || path === undefined) throw e;
       }
-      if (t && st && keyOf(st) === node.key) return { st, t, node };
+      if (t && st && this.keyOf(st) === node.key) return { st, t, node };
       // The name no longer reaches this inode: drop it and try another (or search).
       if (path !== undefined) {
         node.paths = node.paths.filter((p) => p !== path);
@@ -812,7 +903,7 @@ export class PassthroughLayer implements Layer {
 
   /** Before a name of a referenced inode goes away: keep a descriptor if it was the last one. */
   private releaseName(st: HostStat, path: string, pfd: number, stored: string, lastLink: boolean): void {
-    const rid = this.table.byIdentity(keyOf(st));
+    const rid = this.table.byIdentity(this.keyOf(st));
     if (rid === undefined) return;
     const node = this.table.get(rid)!.value;
     node.paths = node.paths.filter((p) => p !== path);
@@ -861,7 +952,7 @@ export class PassthroughLayer implements Layer {
     if (!isDirMode(s.st.mode)) throw err('ENOTDIR');
     const path = join(d.path, s.stored);
     this.cache.deleteTree(path);
-    const rid = this.table.byIdentity(keyOf(s.st));
+    const rid = this.table.byIdentity(this.keyOf(s.st));
     let keep: number | undefined;
     if (rid !== undefined) keep = ignoring(['ENOENT', 'ELOOP', 'ENOTDIR'], () => libc.openat(d.fd, s.stored, O.PATH | O.NOFOLLOW | O.DIRECTORY));
     try {
@@ -883,23 +974,16 @@ export class PassthroughLayer implements Layer {
    * paths. A non-directory only touches its own record (`key`); a directory scans them all.
    */
   private movePaths(from: string, to: string, subtree: boolean, key?: string): void {
-    const prefix = from + '/';
     if (!subtree && key !== undefined) {
       const rid = this.table.byIdentity(key);
       const n = rid === undefined ? undefined : this.table.get(rid)!.value;
-      if (n && n.fixedFd === undefined) n.paths = n.paths.map((p) => (p === from ? to : p));
+      if (n && n.fixedFd === undefined) n.movePath(from, to, false);
       return;
     }
     for (const r of this.table.records()) {
       const n = r.value;
       if (n.fixedFd !== undefined) continue;
-      let changed = false;
-      const next = n.paths.map((p) => {
-        if (p === from) { changed = true; return to; }
-        if (subtree && p.startsWith(prefix)) { changed = true; return to + p.slice(from.length); }
-        return p;
-      });
-      if (changed) n.paths = next;
+n.movePath(from, to, subtree);
     }
   }
 
@@ -936,7 +1020,7 @@ export class PassthroughLayer implements Layer {
     const under = (p: string, anc: string) => p === anc || p.startsWith(anc + '/');
     if (srcDir && under(nd.path, join(sd.path, src.stored))) throw err('EINVAL');
     if (dst && dstDir && under(sd.path, join(nd.path, dst.stored))) throw err((flags & EXCHANGE) ? 'EINVAL' : 'ENOTEMPTY');
-    if (dst && keyOf(dst.st) === keyOf(src.st)) return;
+    if (dst && this.keyOf(dst.st) === this.keyOf(src.st)) return;
     if (checking) {
       checkAccess(this.view(pst), ctx, AccessMode.W_OK | AccessMode.X_OK);
       checkSticky(this.view(pst), this.view(src.st), ctx);
@@ -963,7 +1047,7 @@ export class PassthroughLayer implements Layer {
       const dstPath = join(nd.path, dst.stored);
       if (dstDir) {
         this.cache.deleteTree(dstPath);
-        const rid = this.table.byIdentity(keyOf(dst.st));
+        const rid = this.table.byIdentity(this.keyOf(dst.st));
         if (rid !== undefined) {
           const node = this.table.get(rid)!.value;
           node.orphanFd ??= ignoring(['ENOENT', 'ELOOP', 'ENOTDIR'], () => libc.openat(npfd, dst.stored, O.PATH | O.NOFOLLOW | O.DIRECTORY));
@@ -980,9 +1064,9 @@ export class PassthroughLayer implements Layer {
         if (srcDir) this.cache.deleteTree(oldPath);
         if (dstDir) this.cache.deleteTree(dstPath);
         const tmp = '\u0001exchange';
-        this.movePaths(oldPath, tmp, srcDir, keyOf(src.st));
-        this.movePaths(dstPath, oldPath, dstDir, keyOf(dst!.st));
-        this.movePaths(tmp, dstPath, srcDir, keyOf(src.st));
+        this.movePaths(oldPath, tmp, srcDir, this.keyOf(src.st));
+        this.movePaths(dstPath, oldPath, dstDir, this.keyOf(dst!.st));
+        this.movePaths(tmp, dstPath, srcDir, this.keyOf(src.st));
         return;
       }
       // One side is an OCI marker: move the real object over, then the marker back.
@@ -993,9 +1077,9 @@ export class PassthroughLayer implements Layer {
       libc.renameat2(real.fd, real.stored, real.toFd, real.toName, NOREPLACE);
       const realTo = join(real.toFd === pfd ? sd.path : nd.path, real.toName);
       if (real.dir) this.cache.deleteTree(real.path);
-      this.movePaths(real.path, realTo, real.dir, keyOf(srcMarker ? dst!.st : src.st));
+      this.movePaths(real.path, realTo, real.dir, this.keyOf(srcMarker ? dst!.st : src.st));
       libc.renameat2(marker.fd, marker.stored, marker.toFd, marker.toName, NOREPLACE);
-      this.movePaths(marker.path, join(marker.toFd === pfd ? sd.path : nd.path, marker.toName), false, keyOf(srcMarker ? src.st : dst!.st));
+      this.movePaths(marker.path, join(marker.toFd === pfd ? sd.path : nd.path, marker.toName), false, this.keyOf(srcMarker ? src.st : dst!.st));
       return;
     }
     if (srcMarker && dst && !dstMarker) {
@@ -1012,7 +1096,7 @@ export class PassthroughLayer implements Layer {
     // Only directories have cached descriptors (a scan of the whole cache per renamed file was
     // a third of a copy-up's time).
     if (srcDir) this.cache.deleteTree(oldPath);
-    this.movePaths(oldPath, newPath, srcDir, keyOf(src.st));
+    this.movePaths(oldPath, newPath, srcDir, this.keyOf(src.st));
     if (ociWhiteout) {
       const marker = OCI_WHITEOUT_PREFIX + name;
       const fd = libc.openat(pfd, marker, O.WRONLY | O.CREAT | O.EXCL | O.NOFOLLOW, 0);
@@ -1045,7 +1129,7 @@ export class PassthroughLayer implements Layer {
     libc.linkat(pfd, t.name, nd.fd, newname, 0);
     const nst = libc.statx(nd.fd, newname, AT_SYMLINK_NOFOLLOW);
     const e = this.entryFor(nst, join(nd.path, newname), isChardevWhiteout(nst));
-    if (!node.paths.includes(join(nd.path, newname))) node.paths.push(join(nd.path, newname));
+    if (!node.hasPath(join(nd.path, newname))) node.addPath(join(nd.path, newname));
     return e;
   }
 
@@ -1083,7 +1167,7 @@ export class PassthroughLayer implements Layer {
     this.checkOpen(ctx, st, flags);
     const fd = this.openTarget(t, PassthroughLayer.hostOpenFlags(flags, st.mode & S_IFMT));
     const fst = libc.statx(fd, '', AT_EMPTY_PATH);
-    if (keyOf(fst) !== node.key) {
+    if (this.keyOf(fst) !== node.key) {
       closeSync(fd);
       throw err('ESTALE', `inode ${ino} was replaced`);
     }
@@ -1101,7 +1185,7 @@ export class PassthroughLayer implements Layer {
     const { st, t, node } = this.statIno(ino);
     if ((st.mode & S_IFMT) === S_IFLNK) throw err('ELOOP');
     const fd = this.openTarget(t, PassthroughLayer.hostOpenFlags(flags, st.mode & S_IFMT));
-    if (keyOf(libc.statx(fd, '', AT_EMPTY_PATH)) !== node.key) {
+    if (this.keyOf(libc.statx(fd, '', AT_EMPTY_PATH)) !== node.key) {
       closeSync(fd);
       throw err('ESTALE');
     }
@@ -1574,7 +1658,7 @@ export class PassthroughLayer implements Layer {
     if (!rec || this.destroyed) return undefined;
     const node = rec.value;
     if (node.orphanFd !== undefined) return undefined;
-    const p = node.paths[0];
+    const p = node.firstPath;
     if (p === undefined) return undefined;
     if (p === WORK || p.startsWith(WORK + '/')) return this.workdir! + p.slice(WORK.length);
     return p === '' ? this.root : `${this.root}/${p}`;
