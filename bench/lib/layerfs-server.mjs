@@ -24,12 +24,9 @@ const o = args[args.indexOf('-o') + 1] ?? '';
 const mnt = args[args.length - 1];
 const kv = Object.fromEntries(o.split(',').map((p) => p.split('=')));
 // The transport as the command picks it: LAYERFS_TRANSPORT=lowlevel|libfuse, or from -o
-// transport=…; by default the low-level one as root, else libfuse (and, as the command, no
-// file attributes kept by the overlay under the low-level one: its kernel caches them).
+// transport=…; by default the low-level one as root, else libfuse.
 const transport = process.env.LAYERFS_TRANSPORT ?? kv.transport ?? (process.getuid?.() === 0 ? 'lowlevel' : 'libfuse');
-const fs = await overlayFromDirs({
-  lowerdir: kv.lowerdir, upperdir: kv.upperdir, workdir: kv.workdir, options: { cacheFileAttrs: transport !== 'lowlevel' },
-});
+const fs = await overlayFromDirs({ lowerdir: kv.lowerdir, upperdir: kv.upperdir, workdir: kv.workdir });
 const handle = transport === 'lowlevel'
   ? await mountLowLevel(fs, mnt, { destroyOnUnmount: true, handleSignals: false })
   : await mount(fs, mnt, { destroyOnUnmount: true, handleSignals: false });

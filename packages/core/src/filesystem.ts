@@ -19,6 +19,16 @@ import type {
   WhiteoutFormat,
 } from './types.js';
 
+/** What a transport's kernel keeps for a Filesystem (told through `watchAttrs`). */
+export interface KernelCaching {
+  /**
+   * The kernel caches every inode's attributes and holds a lookup on every inode it saw until
+   * it forgets it (the low-level FUSE transport): nothing is released between requests, so
+   * attributes the filesystem kept per inode would only double what the kernel keeps.
+   */
+  readonly holdsInodes: boolean;
+}
+
 /** Inode-level filesystem operations. Every call is async and carries the caller's context. */
 export interface Filesystem {
   /** Resolve `name` in directory `parent`; +1 lookup on the result. ENOENT if absent. */
@@ -107,8 +117,10 @@ export interface Filesystem {
    * attributes), synchronously, before that request settles; returns the function that stops
    * it. A transport that caches attributes invalidates those inodes. A filesystem whose
    * requests change only what they name (a parent's entries, the target) needs none.
+   * `kernel` says what the kernel in front of the transport keeps (`KernelCaching`), so the
+   * filesystem can keep less itself while the listener is registered.
    */
-  watchAttrs?(listener: (ino: number) => void): () => void;
+  watchAttrs?(listener: (ino: number) => void, kernel?: KernelCaching): () => void;
   /**
    * Number of inodes the filesystem holds in its table, root included: 1 once every lookup
    * is forgotten. Optional; invariant checks use it where present.

@@ -1,6 +1,6 @@
 /**
  * The end of a low-level session and the Filesystem's `watchAttrs` listener (real mount, needs
- * root): the listener is stopped when the connection ends, nothing is written to the closed
+ * root): the session says its kernel holds every inode; the listener is stopped when the connection ends, nothing is written to the closed
  * device when it is called after the end, and a stop function that throws does not keep
  * `unmount()` (and `closed`) from settling; a session that cannot start (here: `watchAttrs`
  * throws) rejects with an FsError and leaves no mount behind.
@@ -8,7 +8,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as fsp from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Filesystem } from '@layerfs/core';
+import type { Filesystem, KernelCaching } from '@layerfs/core';
 import { MemoryLayer } from '@layerfs/testkit';
 import { FsError } from '@layerfs/core';
 import { findMount, mountLowLevel, type MountHandle } from '../src/index.js';
@@ -31,12 +31,13 @@ describe.skipIf(mountSkip)('mountLowLevel(): the watchAttrs listener at the end 
   it('stops the listener at unmount, settles even when the stop function throws, and sends nothing after', async () => {
     const layer = new MemoryLayer();
     let listener: ((ino: number) => void) | undefined;
+    let told: KernelCaching | undefined;
     let stops = 0;
     // The layer with a watchAttrs whose stop function throws.
     const fs = new Proxy(layer, {
       get(target, prop, receiver) {
         if (prop === 'watchAttrs') {
-          return (l: (ino: number) => void) => { listener = l; return () => { stops++; throw new Error('stop failed'); }; };
+          return (l: (ino: number) => void, k?: KernelCaching) => { listener = l; told = k; return () => { stops++; throw new Error('stop failed'); }; };
         }
         const v = Reflect.get(target, prop, receiver) as unknown;
         return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
@@ -44,6 +45,7 @@ describe.skipIf(mountSkip)('mountLowLevel(): the watchAttrs listener at the end 
     }) as Filesystem;
     h = await mountLowLevel(fs, join(dir, 'mnt'), { handleSignals: false });
     expect(listener).toBeTypeOf('function');
+    expect(told).toEqual({ holdsInodes: true });   // its kernel holds every inode it saw
     listener!(1);
     expect(h.stats().invalidations).toBe(1);
     const m = h;

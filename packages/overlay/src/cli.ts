@@ -100,8 +100,6 @@ async function serve(req: MountRequest, io: CliIo): Promise<number> {
       ...(req.uidmapping ? { uidmapping: req.uidmapping } : {}),
       ...(req.gidmapping ? { gidmapping: req.gidmapping } : {}),
       userxattr: req.userxattr,
-      // The low-level transport's kernel caches attributes and holds every inode it saw.
-      ...(req.transport === 'lowlevel' ? { options: { cacheFileAttrs: false } } : {}),
     });
     const h = req.transport === 'lowlevel' ? await serveLowLevel(ov, req) : await mount(ov, req.mountpoint, { ...req.fuse, handleSignals: true, destroyOnUnmount: true });
     await report('ready');

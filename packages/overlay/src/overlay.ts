@@ -21,7 +21,7 @@ import {
   S_IFREG, S_ISGID, S_ISUID, S_ISVTX, UTIME_NOW, Whence, checkAccess, checkSticky, inGroup,
   isOwnerOrRoot, mayAccess, opensForWrite, processContext, typeOfMode, validateName,
   type Attr, type CreateResult, type DirEntry, type Entry, type ErrnoCode, type FileType,
-  type Filesystem, type Layer, type OpenResult, type Ownership, type RequestContext, type SetattrRequest,
+  type Filesystem, type KernelCaching, type Layer, type OpenResult, type Ownership, type RequestContext, type SetattrRequest,
   type StatFs,
 } from '@layerfs/core';
 import { Mutex } from './mutex.js';
@@ -81,7 +81,8 @@ export interface OverlayOptions {
    * kernel caches attributes itself and holds a lookup on every inode it saw (the low-level
    * FUSE transport), that is most of what each such inode costs (the bench's memory workload
    * on that transport at 100,000 files, with the lowers array below sized to its length too:
-   * 2,280 → 1,481 B per inode). Default: true.
+   * 2,280 → 1,481 B per inode). Default: on, except while a `watchAttrs` listener registered
+   * with `{ holdsInodes: true }` (the low-level transport does) is in place.
    */
   cacheFileAttrs?: boolean;
 }
@@ -313,7 +314,10 @@ export class OverlayFs implements Filesystem {
   readonly xattrPrefix: string;
   private readonly m: RequestContext;
   private readonly checkPerms: boolean;
-  private readonly cacheFileAttrs: boolean;
+  /** `OverlayOptions.cacheFileAttrs` as given (undefined: decided by `kernelHolders`). */
+  private readonly cacheFileAttrsOption: boolean | undefined;
+  /** `watchAttrs` listeners whose kernel holds every inode (`KernelCaching.holdsInodes`). */
+  private kernelHolders = 0;
   private readonly destroyLayers: boolean;
   private readonly table: InodeTable<OvlNode>;
   /** `watchAttrs` listeners: told of inodes a copy-up changed. */
@@ -359,7 +363,7 @@ export class OverlayFs implements Filesystem {
     this.xattrPrefix = o.userxattr ? 'user.overlay.' : 'trusted.overlay.';
     this.m = o.mounter ?? processContext(0);
     this.checkPerms = o.checkPermissions ?? true;
-    this.cacheFileAttrs = o.cacheFileAttrs ?? true;
+    this.cacheFileAttrsOption = o.cacheFileAttrs;
     this.destroyLayers = o.destroyLayers ?? false;
     this.cacheMax = Math.max(0, o.inodeCache ?? 16384);
     this.othersMax = othersCacheFor(this.cacheMax);
@@ -558,10 +562,24 @@ export class OverlayFs implements Filesystem {
     for (const l of this.attrWatchers) l(n.ino);
   }
 
-  /** Register a listener for inodes whose attributes a copy-up changed (the `Filesystem` contract). */
-  watchAttrs(listener: (ino: number) => void): () => void {
-    this.attrWatchers.add(listener);
-    return () => { this.attrWatchers.delete(listener); };
+  /**
+   * Register a listener for inodes whose attributes a copy-up changed (the `Filesystem`
+   * contract). While a listener whose kernel holds every inode is registered, files keep no
+   * attributes between requests (unless `cacheFileAttrs` says otherwise).
+   */
+  watchAttrs(listener: (ino: number) => void, kernel?: KernelCaching): () => void {
+    const wrapped = (ino: number) => listener(ino);
+    this.attrWatchers.add(wrapped);
+    const holds = kernel?.holdsInodes === true;
+    if (holds) this.kernelHolders++;
+    return () => {
+      if (this.attrWatchers.delete(wrapped) && holds) this.kernelHolders--;
+    };
+  }
+
+  /** Whether non-directories keep their attributes between requests (`cacheFileAttrs`). */
+  private get cacheFileAttrs(): boolean {
+    return this.cacheFileAttrsOption ?? this.kernelHolders === 0;
   }
 
   /** A directory's entries changed: its times, size and nlink are stale, not its mode or owner. */

@@ -91,6 +91,28 @@ describe('cacheFileAttrs', () => {
     }
   });
 
+  it('by default: off while a watchAttrs listener whose kernel holds every inode is registered, unless the option says on', async () => {
+    const modeAfterBackDoorChmod = async (options: { cacheFileAttrs?: boolean }, holdsInodes: boolean | undefined, stopFirst: boolean) => {
+      const o = await memOverlay([{ f: file('x', 0o644) }], {}, options);
+      const stop = o.ov.watchAttrs(() => undefined, holdsInodes === undefined ? undefined : { holdsInodes });
+      if (stopFirst) stop();
+      await o.vol.stat('/f');
+      const lower = o.lowers[0]!;
+      const f = await lower.lookup(ctx, ROOT_INO, 'f');
+      await lower.setattr(ctx, f.ino, { mode: 0o600 });   // behind the overlay's back
+      const mode = (await o.vol.stat('/f')).mode & 0o777;
+      await lower.forget(ctx, f.ino, 1);
+      if (!stopFirst) stop();
+      await expectNoLeaks(o);
+      return mode;
+    };
+    expect(await modeAfterBackDoorChmod({}, true, false)).toBe(0o600);     // kernel holds: not kept
+    expect(await modeAfterBackDoorChmod({}, true, true)).toBe(0o644);      // that listener stopped: kept
+    expect(await modeAfterBackDoorChmod({}, false, false)).toBe(0o644);
+    expect(await modeAfterBackDoorChmod({}, undefined, false)).toBe(0o644);
+    expect(await modeAfterBackDoorChmod({ cacheFileAttrs: true }, true, false)).toBe(0o644);
+  });
+
   it('off: a file keeps mode, owner and group for permission checks, so an open calls no layer getattr', async () => {
     const { fs: lower, rec } = recording(await tree({ f: file('x', 0o644) }, { writable: true }));
     const ov = await OverlayFs.create({ upper: await tree({}), lowers: [lower], options: { cacheFileAttrs: false } });

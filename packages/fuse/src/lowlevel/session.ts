@@ -155,7 +155,8 @@ class LowLevelSession implements MountHandle {
     this.closed = new Promise((r) => { this.resolveClosed = r; });
     this.initDone = new Promise((res, rej) => { this.resolveInit = (e) => (e ? rej(e) : res()); });
     const size = opts.maxPages * PAGE + PAGE;
-    this.unwatch = fs.watchAttrs?.((ino) => this.changedAside(ino));
+    // The kernel holds a lookup on every inode it saw and caches its attributes.
+    this.unwatch = fs.watchAttrs?.((ino) => this.changedAside(ino), { holdsInodes: true });
     try {
       this.reader = readDevice(fd, size, (req, whole) => this.dispatch(req, whole), (why) => { void this.end(why); });
     } catch (e) {
