@@ -142,13 +142,16 @@ class PtNode implements InodeRecord<PtNode> {
     return k === undefined ? false : typeof k === 'string' ? k === path : k.includes(path);
   }
 
-  /** Replace the path `from` by `to`; with `subtree`, also every path below `from` by the same below `to`. */
-  movePath(from: string, to: string, subtree: boolean): void {
+  /**
+   * Replace the path `from` by `to`; with `subtree`, also every path below `from` by the same
+   * below `to`. True when a path changed.
+   */
+  movePath(from: string, to: string, subtree: boolean): boolean {
     const k = this.known;
-    if (k === undefined) return;
+    if (k === undefined) return false;
     if (typeof k === 'string') {
       this.known = moved(k, from, to, subtree);
-      return;
+      return this.known !== k;
     }
     let changed = false;
     const next = k.map((p) => {
@@ -157,6 +160,7 @@ class PtNode implements InodeRecord<PtNode> {
       return q;
     });
     if (changed) this.known = next;
+    return changed;
   }
 
   /** Add a known path (after the others). */
@@ -276,6 +280,14 @@ export class PassthroughLayer implements Layer {
   private readonly rootDev: number;
   private readonly table: InodeTable<PtNode>;
   private readonly cache: DirFdCache;
+  /**
+   * Directory paths that may have a record below them: every ancestor of every path a record
+   * was given (`notePath`). Not pruned as records go, only rebuilt from the live records when
+   * it outgrows `recordDirsMax`; so a directory renamed from a path not in it (every directory
+   * copy-up renames a fresh one into place) moves its own record without a scan of the table.
+   */
+  private recordDirs = new Set<string>();
+  private recordDirsMax = 1 << 16;
   private readonly handles = new Map<number, Handle>();
   /** The last generation given to a new table inode (the root has 1). */
   private lastGeneration = 1;
@@ -432,12 +444,13 @@ export class PassthroughLayer implements Layer {
     const key = this.keyOf(st);
     const { record, created } = this.table.acquire(key, (ino) => new PtNode(ino, key, typeOfMode(st.mode), path, ++this.lastGeneration), 1, this.preferredIno(st));
     const generation = record.value.generation;
-    if (!created) {
+    if (created) this.notePath(path);
+    else {
       const node = record.value;
       if (node.lost) node.lost = false;
       if (node.fixedFd === undefined && !node.hasPath(path)) {
-        if (node.type !== 'directory') node.addPath(path);
-        else if (node.firstPath === undefined) node.paths = [path];
+        if (node.type !== 'directory') { node.addPath(path); this.notePath(path); }
+        else if (node.firstPath === undefined) { node.paths = [path]; this.notePath(path); }
         else {
           // Moved behind our back: everything known below it moves along.
           const old = node.firstPath;
@@ -568,7 +581,7 @@ export class PassthroughLayer implements Layer {
     if (first !== undefined) return first;
     if (node.orphanFd !== undefined || node.lost) return undefined;
     const found = this.findByIdentity(node.key, node.type === 'directory');
-    if (found !== undefined) node.paths = [found];
+    if (found !== undefined) { node.paths = [found]; this.notePath(found); }
     else node.lost = true;
     return found;
   }
@@ -974,7 +987,8 @@ export class PassthroughLayer implements Layer {
    * paths. A non-directory only touches its own record (`key`); a directory scans them all.
    */
   private movePaths(from: string, to: string, subtree: boolean, key?: string): void {
-    if (!subtree && key !== undefined) {
+    this.notePath(to);
+    if (key !== undefined && (!subtree || !this.recordDirs.has(from))) {
       const rid = this.table.byIdentity(key);
       const n = rid === undefined ? undefined : this.table.get(rid)!.value;
       if (n && n.fixedFd === undefined) n.movePath(from, to, false);
@@ -983,8 +997,22 @@ export class PassthroughLayer implements Layer {
     for (const r of this.table.records()) {
       const n = r.value;
       if (n.fixedFd !== undefined) continue;
-n.movePath(from, to, subtree);
+      if (n.movePath(from, to, subtree) && subtree) for (const p of n.paths) this.notePath(p);
     }
+  }
+
+  /** Record that a record has the path `path` (its ancestors go into `recordDirs`). */
+  private notePath(path: string): void {
+    for (let i = path.indexOf('/'); i > 0; i = path.indexOf('/', i + 1)) this.recordDirs.add(path.slice(0, i));
+    if (this.recordDirs.size <= this.recordDirsMax) return;
+    // Rebuild from the live records; grow the bound if they alone fill half of it.
+    this.recordDirs = new Set();
+    for (const r of this.table.records()) {
+      for (const p of r.value.paths) {
+        for (let i = p.indexOf('/'); i > 0; i = p.indexOf('/', i + 1)) this.recordDirs.add(p.slice(0, i));
+      }
+    }
+    if (this.recordDirs.size > this.recordDirsMax / 2) this.recordDirsMax *= 2;
   }
 
   /** renameat2 with NOREPLACE / EXCHANGE / WHITEOUT (emulated for OCI markers). */
@@ -1129,7 +1157,8 @@ n.movePath(from, to, subtree);
     libc.linkat(pfd, t.name, nd.fd, newname, 0);
     const nst = libc.statx(nd.fd, newname, AT_SYMLINK_NOFOLLOW);
     const e = this.entryFor(nst, join(nd.path, newname), isChardevWhiteout(nst));
-    if (!node.hasPath(join(nd.path, newname))) node.addPath(join(nd.path, newname));
+    const linked = join(nd.path, newname);
+    if (!node.hasPath(linked)) { node.addPath(linked); this.notePath(linked); }
     return e;
   }
 

@@ -85,6 +85,23 @@ describe('renames keep host paths true', () => {
     expect(fs.readFileSync(L.hostPath(file)!, 'utf8')).toBe('deep');
   });
 
+  it('renaming a directory moves the records below it after its index of such directories was rebuilt', async () => {
+    // The layer keeps the directories that may have records below them; past its bound it
+    // rebuilds that set from the live records (here after a few more directories).
+    (L as unknown as { recordDirsMax: number }).recordDirsMax = 4;
+    const file = await walk(L, 'a/b/c/file');
+    for (let i = 0; i < 6; i++) {
+      fs.mkdirSync(`${dir}/m${i}/n`, { recursive: true });
+      await L.forget(ctx, await walk(L, `m${i}/n`), 1);
+    }
+    await L.rename(ctx, ROOT_INO, 'a', ROOT_INO, 'z', 0);
+    expect(L.hostPath(file)).toBe(`${dir}/z/b/c/file`);
+    const fresh = await L.mkdir(ctx, ROOT_INO, 'fresh', 0o755);   // nothing below: no scan needed
+    await L.rename(ctx, ROOT_INO, 'fresh', ROOT_INO, 'fresh2', 0);
+    expect(L.hostPath(fresh.ino)).toBe(`${dir}/fresh2`);
+    expect(L.hostPath(file)).toBe(`${dir}/z/b/c/file`);
+  });
+
   it('EXCHANGE swaps the paths of both subtrees', async () => {
     fs.mkdirSync(`${dir}/x/y`, { recursive: true });
     const file = await walk(L, 'a/b/c/file');
