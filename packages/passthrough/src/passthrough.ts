@@ -1001,8 +1001,13 @@ export class PassthroughLayer implements Layer {
     }
   }
 
-  /** Record that a record has the path `path` (its ancestors go into `recordDirs`). */
+  /**
+   * Record that a record has the path `path` (its ancestors go into `recordDirs`). The set
+   * holds every ancestor of what it holds, so a parent already in it ends the work.
+   */
   private notePath(path: string): void {
+    const last = path.lastIndexOf('/');
+    if (last <= 0 || this.recordDirs.has(path.slice(0, last))) return;
     for (let i = path.indexOf('/'); i > 0; i = path.indexOf('/', i + 1)) this.recordDirs.add(path.slice(0, i));
     if (this.recordDirs.size <= this.recordDirsMax) return;
     // Rebuild from the live records; grow the bound if they alone fill half of it.
