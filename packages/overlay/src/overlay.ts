@@ -139,10 +139,14 @@ interface Resolution {
   key: string;
 }
 
-/** An overlay inode. */
+/**
+ * An overlay inode. The fields only directories use (`children`, `impure`, `listing`,
+ * `opaque`) are own fields of directories alone: other inodes read the prototype's defaults
+ * (most inodes are files; a slot each is 32 bytes per file).
+ */
 class OvlNode {
   /** Live children by name (directories; other types share one empty map), for lookups without layer calls. */
-  readonly children: Map<string, OvlNode>;
+  declare readonly children: Map<string, OvlNode>;
   /** Other names of the same object (hard links): not pinned. Replaced, never changed in place. */
   aliases: readonly Alias[] = NO_ALIASES;
   /** The primary name was removed (unlink, rmdir, rename over it). */
@@ -165,13 +169,13 @@ class OvlNode {
    */
   shownIno: number;
   /** Directory: the upper is marked "impure" (may hold objects with an origin). */
-  impure: boolean | undefined;
+  declare impure: boolean | undefined;
   copying: Promise<void> | undefined;
   /**
    * Directory in the lowers only: its listing (without attributes), which cannot change
    * while it has no upper (lowers never change, and a change below copies it up first).
    */
-  listing: DirListEntry[] | undefined;
+  declare listing: DirListEntry[] | undefined;
 
   /** The table key callers hold (the node is its own `InodeTable` record). */
   readonly ino: number;
@@ -184,10 +188,11 @@ class OvlNode {
   name: string;
   upper: RealRef | undefined;
   lowers: RealRef[];
-  opaque: boolean;
+  /** Directory: the upper one is opaque (false for every other inode). */
+  declare opaque: boolean;
 
   constructor(ino: number, key: string, type: FileType, parent: OvlNode | undefined, name: string,
-    upper: RealRef | undefined, lowers: RealRef[], opaque: boolean) {
+    upper: RealRef | undefined, lowers: RealRef[]) {
     // Non-numbers first: tagged fields, so a rare large ino (2^52 and up) boxes no other node's.
     this.ino = undefined as unknown as number;
     this.ino = compactInt(ino);
@@ -197,8 +202,6 @@ class OvlNode {
     this.name = name;
     this.upper = upper;
     this.lowers = lowers;
-    this.opaque = opaque;
-    this.children = type === 'directory' ? new Map() : NO_CHILDREN;
     this.shownIno = undefined as unknown as number;
     this.shownIno = this.ino;
   }
@@ -207,6 +210,30 @@ class OvlNode {
   get value(): OvlNode {
     return this;
   }
+}
+
+/**
+ * A directory: the directory-only fields are its own (a class of its own, so V8 sizes the
+ * other inodes without room for them).
+ */
+class OvlDir extends OvlNode {
+  constructor(ino: number, key: string, parent: OvlNode | undefined, name: string,
+    upper: RealRef | undefined, lowers: RealRef[], opaque: boolean) {
+    super(ino, key, 'directory', parent, name, upper, lowers);
+    (this as { children: Map<string, OvlNode> }).children = new Map();
+    this.impure = undefined;
+    this.listing = undefined;
+    this.opaque = opaque;
+  }
+}
+
+/** A new node of type `type` (an OvlDir for a directory). */
+function newNode(ino: number, key: string, type: FileType, parent: OvlNode | undefined, name: string,
+  upper: RealRef | undefined, lowers: RealRef[], opaque: boolean): OvlNode {
+  if (type === 'directory') return new OvlDir(ino, key, parent, name, upper, lowers, opaque);
+  const n = new OvlNode(ino, key, type, parent, name, upper, lowers);
+  if (opaque) n.opaque = true;
+  return n;
 }
 
 /** Another name of a node (`OvlNode.aliases`). */
@@ -221,6 +248,8 @@ function aliasList(list: readonly Alias[]): readonly Alias[] {
 
 /** The children map of every non-directory: always empty (only directories get children). */
 const NO_CHILDREN: Map<string, OvlNode> = new Map();
+// What a non-directory reads for the directory-only fields (see OvlNode).
+Object.assign(OvlNode.prototype, { children: NO_CHILDREN, impure: undefined, listing: undefined, opaque: false });
 
 interface FileHandleState {
   readonly node: OvlNode;
@@ -370,7 +399,7 @@ export class OverlayFs implements Filesystem {
     const reals = this.layers.map((layer, idx): RealRef => ({ layer, idx, ino: layer.rootIno, attrIno: 0, pinned: true }));
     const upperRoot = config.upper ? reals[0] : undefined;
     const lowerRoots = config.upper ? reals.slice(1) : reals;
-    this.root = new OvlNode(ROOT_INO, 'root', 'directory', undefined, '', upperRoot, lowerRoots, false);
+    this.root = newNode(ROOT_INO, 'root', 'directory', undefined, '', upperRoot, lowerRoots, false);
     const layerCount = this.layers.length;
     this.table = new InodeTable<OvlNode>('root', this.root, {
       firstIno: FALLBACK_INO_BASE + 2 ** 50,
@@ -546,7 +575,8 @@ export class OverlayFs implements Filesystem {
   }
 
   private forgetListing(n: OvlNode): void {
-    if (n.listing) this.listedEntries -= n.listing.length;
+    if (n.listing === undefined) return;
+    this.listedEntries -= n.listing.length;
     n.listing = undefined;
   }
 
@@ -771,7 +801,7 @@ export class OverlayFs implements Filesystem {
     const existing = existingIno !== undefined ? this.table.get(existingIno)?.value : undefined;
     if (existing && !this.sameObject(existing, res)) key = `${key}#${res.upper ? `u${res.upper.attrIno}` : 'l'}`;
     const shown = this.table.byIdentity(key) === undefined ? this.preferredIno(key) : undefined;
-    const { record, created } = this.table.acquire(key, (ino) => new OvlNode(
+    const { record, created } = this.table.acquire(key, (ino) => newNode(
       ino, key, res.type, p, name, res.upper, res.lowers, res.opaque,
     ), 1, shown);
     if (created) {

@@ -104,7 +104,7 @@ class PtNode implements InodeRecord<PtNode> {
   /** Root or work dir: addressed through its own descriptor. */
   declare readonly fixedFd?: number;
 
-  constructor(ino: number, key: string, type: FileType, path: string, generation: number, fixedFd?: number) {
+  constructor(ino: number, key: string, type: FileType, path: string, generation: number) {
     // A non-number first: a tagged field (a 64-bit host ino would box every node's otherwise).
     this.ino = undefined as unknown as number;
     this.ino = compactInt(ino);
@@ -112,7 +112,13 @@ class PtNode implements InodeRecord<PtNode> {
     this.type = type;
     this.known = path;
     this.generation = generation;
-    if (fixedFd !== undefined) (this as { fixedFd?: number }).fixedFd = fixedFd;
+  }
+
+  /** A root or work dir node, addressed through `fd` (not set in the constructor: V8 sizes every node by what it sets). */
+  static fixed(ino: number, key: string, path: string, generation: number, fd: number): PtNode {
+    const n = new PtNode(ino, key, 'directory', path, generation);
+    (n as { fixedFd?: number }).fixedFd = fd;
+    return n;
   }
 
   /** The node itself (InodeTable record value). */
@@ -312,7 +318,7 @@ export class PassthroughLayer implements Layer {
     const rst = libc.statx(this.rootFd, '', AT_EMPTY_PATH);
     this.rootDev = rst.dev;
     const rootKey = this.keyOf(rst);
-    this.table = new InodeTable<PtNode>(rootKey, new PtNode(ROOT_INO, rootKey, 'directory', '', 1, this.rootFd), {
+    this.table = new InodeTable<PtNode>(rootKey, PtNode.fixed(ROOT_INO, rootKey, '', 1, this.rootFd), {
       ownRecords: true,
       // On the root's device the key is the ino's digits: a record at that ino needs no key index.
       inoOfKey: (key) => (key.includes(':') ? undefined : Number(key)),
@@ -339,7 +345,7 @@ export class PassthroughLayer implements Layer {
       this.workdir = work;
       const wst = libc.statx(fd, '', AT_EMPTY_PATH);
       const wkey = this.keyOf(wst);
-      const { record } = this.table.acquire(wkey, (ino) => new PtNode(ino, wkey, 'directory', WORK, ++this.lastGeneration, fd), 1, this.preferredIno(wst));
+      const { record } = this.table.acquire(wkey, (ino) => PtNode.fixed(ino, wkey, WORK, ++this.lastGeneration, fd), 1, this.preferredIno(wst));
       this.workIno = record.ino;
     }
   }
