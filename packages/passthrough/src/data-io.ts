@@ -9,6 +9,20 @@
  */
 import { fdatasync, fstatSync, fsync, read, write } from 'node:fs';
 
+/**
+ * The property of a read's `into` buffer that may carry a `ReadSink`: set by the low-level FUSE
+ * transport (`@layerfs/fuse`, lowlevel/splice.ts, the same `Symbol.for` key) to splice the data
+ * from the host file to `/dev/fuse` without copying it through the buffer.
+ */
+export const READ_SINK: unique symbol = Symbol.for('layerfs.readSink') as never;
+
+/**
+ * Takes up to `length` bytes of host descriptor `fd` at `position` (a regular file) itself;
+ * resolves the count taken (short only at end of file), or undefined when it took nothing
+ * (read into the buffer instead). The bytes never reach the buffer.
+ */
+export type ReadSink = (fd: number, position: number, length: number) => Promise<number | undefined>;
+
 /** `pread` on the pool; resolves the count read (0 at end of file). */
 export function preadAsync(fd: number, buf: Uint8Array, offset: number, length: number, position: number): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -29,9 +43,17 @@ export function pwriteAsync(fd: number, buf: Uint8Array, offset: number, length:
  * `length` or end of file. A short read of a regular file that reached its size (one
  * synchronous `fstat`, a metadata call) ends the read without another trip through the pool.
  * An `EAGAIN` (non-blocking fifo or device) after some data ends the read with what was got;
- * before any data it is thrown.
+ * before any data it is thrown. When `into` carries a `ReadSink` (`READ_SINK`) and `fd` is a
+ * regular file, the sink takes the data instead: the result is then a view of `into` as long as
+ * the count the sink took, and its bytes are not the file's (the caller that set the sink
+ * delivers them).
  */
 export async function readFull(fd: number, length: number, position: number, into?: Uint8Array): Promise<Uint8Array> {
+  const sink = (into as { [READ_SINK]?: ReadSink } | undefined)?.[READ_SINK];
+  if (sink !== undefined && into !== undefined && into.length >= length && fstatSync(fd).isFile()) {
+    const n = await sink(fd, position, length);
+    if (n !== undefined) return into.subarray(0, n);
+  }
   const buf = into !== undefined && into.length >= length ? into : Buffer.allocUnsafe(length);
   let got = 0;
   while (got < length) {

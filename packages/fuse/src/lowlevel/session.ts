@@ -23,6 +23,7 @@ import {
 } from './protocol.js';
 import { CallerGroups } from '../caller-groups.js';
 import { readDevice, type DeviceReader } from './device-reader.js';
+import { READ_SINK, ReplySplicer, type ReadSink } from './splice.js';
 import { MS_NOATIME, MS_NODEV, MS_NOSUID, MS_RDONLY, abortConnection, deviceOf, runUmount, setReadAhead, sysMount } from './mount-syscall.js';
 
 /** The options both transports share, with the same meanings and defaults (`MountOptions`). */
@@ -58,6 +59,13 @@ export interface LowLevelOptions extends Pick<MountOptions, SharedOptions> {
    * listings). Default true.
    */
   noOpendir?: boolean;
+  /**
+   * Splice READ replies from the host file to the device through pipes when the Filesystem
+   * reads from a host descriptor (PassthroughLayer, also under an OverlayFs): one copy of the
+   * data instead of two, none of it on the JS thread's account; READs are then at most the
+   * pipe's size less a page (1020 KiB with 1 MiB pipes, `max_read`). Default true.
+   */
+  splice?: boolean;
   /** Call `fs.destroy()` after the session ended. Default false. */
   destroyOnUnmount?: boolean;
 }
@@ -68,6 +76,8 @@ export interface LowLevelStats extends MountStats {
   readonly maxWrite: number;
   /** Protocol minor the kernel offered. */
   readonly kernelMinor: number;
+  /** READ replies spliced from a host file (`LowLevelOptions.splice`). */
+  readonly splicedReads: number;
 }
 
 /** `fuse_notify_code` FUSE_NOTIFY_INVAL_INODE (sent as the error field of a unique-0 message). */
@@ -145,9 +155,12 @@ class LowLevelSession implements MountHandle {
   private readonly forgets: number[] = [];
   private forgetting: Promise<void> | undefined;
   private readonly callerGroups = new CallerGroups();
+  /** Pipes of spliced READ replies (undefined: every reply is copied through a buffer). */
+  private readonly splicer: ReplySplicer | undefined;
 
-  constructor(fs: Filesystem, mountpoint: string, fd: number, optionString: string, opts: Required<LowLevelOptions>) {
+  constructor(fs: Filesystem, mountpoint: string, fd: number, optionString: string, opts: Required<LowLevelOptions>, splicer?: ReplySplicer) {
     this.fs = fs;
+    this.splicer = splicer;
     this.mountpoint = mountpoint;
     this.fd = fd;
     this.optionString = optionString;
@@ -182,6 +195,7 @@ class LowLevelSession implements MountHandle {
       inFlight: this.inFlight, maxInFlight: this.maxInFlight, ops: { ...this.ops }, cachedPaths: this.lookups.size,
       openHandles: this.handles.size, callerContexts: 0, attrCaching: this.opts.attrTimeout > 0,
       invalidations: this.invalidations, relinked: 0, mounterContexts: 0, maxWrite: this.maxWrite, kernelMinor: this.kernelMinor,
+      splicedReads: this.splicer?.spliced ?? 0,
     };
   }
 
@@ -218,6 +232,7 @@ class LowLevelSession implements MountHandle {
     }
     this.lookups.clear();
     this.reader.close();
+    this.splicer?.close();
     live.delete(this);
     removeGuards();
     if (this.opts.destroyOnUnmount) { try { await this.fs.destroy(); } catch { /* best effort */ } }
@@ -597,15 +612,28 @@ class LowLevelSession implements MountHandle {
     this.resolveInit();
   }
 
-  /** READ: the filesystem reads into a reused reply buffer, sent in one write when it did. */
+  /**
+   * READ: the filesystem reads into a reused reply buffer, sent in one write when it did; or,
+   * when it took the splice sink the buffer carries (a host file), the reply goes from the
+   * file to the device through a pair of pipes (splice.ts).
+   */
   private async read(req: Request): Promise<void> {
     const fh = req.u64(); const offset = req.u64(); const size = req.u32();
     const cap = OUT_HEADER + Math.max(size, this.maxWrite);
     let b = this.readBuffers.pop();
     if (!b || b.length < OUT_HEADER + size) b = Buffer.allocUnsafeSlow(cap);
+    const pair = this.splicer?.take(offset, size);
+    let clean = true;
     try {
       const into = b.subarray(OUT_HEADER, OUT_HEADER + size);
+      if (pair) (into as { [READ_SINK]?: ReadSink })[READ_SINK] = this.splicer!.sink(pair);
+      clean = false;
       const data = await this.fs.read(this.ctx(req), req.nodeid, fh, size, offset, into);
+      if (pair?.used) {
+        clean = this.splicer!.send(pair, this.fd, req.unique);
+        return;
+      }
+      clean = true;
       if (data.buffer === b.buffer && data.byteOffset === b.byteOffset + OUT_HEADER) {
         writeOutHeader(b, OUT_HEADER + data.length, 0, req.unique);
         this.send(b, OUT_HEADER + data.length);
@@ -613,6 +641,7 @@ class LowLevelSession implements MountHandle {
         this.replyBytes(req, data);
       }
     } finally {
+      if (pair) this.splicer!.release(pair, clean || !pair.used);
       if (this.readBuffers.length < 8) this.readBuffers.push(b);
     }
   }
@@ -725,7 +754,8 @@ function optionsWithDefaults(o: LowLevelOptions): Required<LowLevelOptions> {
     handleSignals: o.handleSignals ?? true,
     maxPages,
     readAheadKiB: o.readAheadKiB ?? maxPages * 16, readdirplus: o.readdirplus ?? true,
-    keepCache: o.keepCache ?? true, cacheDir: o.cacheDir ?? true, noOpendir: o.noOpendir ?? true, destroyOnUnmount: o.destroyOnUnmount ?? false,
+    keepCache: o.keepCache ?? true, cacheDir: o.cacheDir ?? true, noOpendir: o.noOpendir ?? true, splice: o.splice ?? true,
+    destroyOnUnmount: o.destroyOnUnmount ?? false,
   };
 }
 
@@ -741,12 +771,21 @@ export async function mountLowLevel(fs: Filesystem, mountpoint: string, options:
     throw new FsError('EPERM', { syscall: 'mount', path: mnt, detail: 'the low-level FUSE transport mounts with mount(2) and needs root (no fusermount support yet); use mount() instead' });
   }
   const opts = optionsWithDefaults(options);
-  const fd = openSync('/dev/fuse', 'r+');
+  // The pipes exist before the mount: their size bounds a READ (max_read).
+  const splicer = opts.splice ? ReplySplicer.open(opts.maxPages * PAGE) : undefined;
+  const maxRead = splicer ? Math.min(opts.maxPages * PAGE, splicer.maxBytes) : opts.maxPages * PAGE;
+  let fd: number;
+  try {
+    fd = openSync('/dev/fuse', 'r+');
+  } catch (e) {
+    splicer?.close();
+    throw e;
+  }
   const data = [
     `fd=${fd}`, 'rootmode=40000', 'user_id=0', 'group_id=0',
     ...(opts.defaultPermissions ? ['default_permissions'] : []),
     ...(opts.allowOther ? ['allow_other'] : []),
-    `max_read=${opts.maxPages * PAGE}`,
+    `max_read=${maxRead}`,
   ].join(',');
   let flags = MS_NOSUID | MS_NODEV;
   if (opts.readOnly) flags |= MS_RDONLY;
@@ -755,14 +794,16 @@ export async function mountLowLevel(fs: Filesystem, mountpoint: string, options:
     sysMount(opts.fsname, mnt, `fuse.${opts.subtype}`, flags, data);
   } catch (e) {
     closeSync(fd);
+    splicer?.close();
     throw e;
   }
   let s: LowLevelSession;
   try {
-    s = new LowLevelSession(fs, mnt, fd, data, opts);
+    s = new LowLevelSession(fs, mnt, fd, data, opts, splicer);
   } catch (e) {
     // Nobody will serve the mount: end the connection, then take the mount away.
     closeSync(fd);
+    splicer?.close();
     if (!(await runUmount(mnt, false))) await runUmount(mnt, true);
     throw toFsError(e, { syscall: 'mount', path: mnt });
   }
