@@ -187,12 +187,16 @@ class OvlNode {
   parent: OvlNode | undefined;
   name: string;
   upper: RealRef | undefined;
-  lowers: RealRef[];
+  /**
+   * The lower objects (see `lowers`): a non-directory's one lower is kept as itself, without
+   * an array around it (56 bytes a file), and no lower as one shared empty array.
+   */
+  private low: RealRef | readonly RealRef[];
   /** Directory: the upper one is opaque (false for every other inode). */
   declare opaque: boolean;
 
   constructor(ino: number, key: string, type: FileType, parent: OvlNode | undefined, name: string,
-    upper: RealRef | undefined, lowers: RealRef[]) {
+    upper: RealRef | undefined, lowers: readonly RealRef[]) {
     // Non-numbers first: tagged fields, so a rare large ino (2^52 and up) boxes no other node's.
     this.ino = undefined as unknown as number;
     this.ino = compactInt(ino);
@@ -201,7 +205,7 @@ class OvlNode {
     this.parent = parent;
     this.name = name;
     this.upper = upper;
-    this.lowers = lowers;
+    this.low = lowers.length === 0 ? NO_LOWERS : lowers.length === 1 && type !== 'directory' ? lowers[0]! : lowers;
     this.shownIno = undefined as unknown as number;
     this.shownIno = this.ino;
   }
@@ -210,7 +214,22 @@ class OvlNode {
   get value(): OvlNode {
     return this;
   }
+
+  /** Directories: the lower directories merged (top first). Others: the lower object, if any. */
+  get lowers(): readonly RealRef[] {
+    const l = this.low;
+    return Array.isArray(l) ? l as readonly RealRef[] : [l as RealRef];
+  }
+
+  /** The first of `lowers` (no array made). */
+  get firstLower(): RealRef | undefined {
+    const l = this.low;
+    return Array.isArray(l) ? (l as readonly RealRef[])[0] : l as RealRef;
+  }
 }
+
+/** The lowers of every node without any. */
+const NO_LOWERS: readonly RealRef[] = Object.freeze([]);
 
 /**
  * A directory: the directory-only fields are its own (a class of its own, so V8 sizes the
@@ -218,7 +237,7 @@ class OvlNode {
  */
 class OvlDir extends OvlNode {
   constructor(ino: number, key: string, parent: OvlNode | undefined, name: string,
-    upper: RealRef | undefined, lowers: RealRef[], opaque: boolean) {
+    upper: RealRef | undefined, lowers: readonly RealRef[], opaque: boolean) {
     super(ino, key, 'directory', parent, name, upper, lowers);
     (this as { children: Map<string, OvlNode> }).children = new Map();
     this.impure = undefined;
@@ -229,7 +248,7 @@ class OvlDir extends OvlNode {
 
 /** A new node of type `type` (an OvlDir for a directory). */
 function newNode(ino: number, key: string, type: FileType, parent: OvlNode | undefined, name: string,
-  upper: RealRef | undefined, lowers: RealRef[], opaque: boolean): OvlNode {
+  upper: RealRef | undefined, lowers: readonly RealRef[], opaque: boolean): OvlNode {
   if (type === 'directory') return new OvlDir(ino, key, parent, name, upper, lowers, opaque);
   const n = new OvlNode(ino, key, type, parent, name, upper, lowers);
   if (opaque) n.opaque = true;
@@ -492,7 +511,7 @@ export class OverlayFs implements Filesystem {
   }
 
   /** The stack of layer directories a directory node merges (upper first). */
-  private stackOf(n: OvlNode): RealRef[] {
+  private stackOf(n: OvlNode): readonly RealRef[] {
     return n.upper ? [n.upper, ...n.lowers] : n.lowers;
   }
 
@@ -626,7 +645,7 @@ export class OverlayFs implements Filesystem {
   /** The real attributes of the object (upper, else top lower), cached until a change. */
   private async realAttr(n: OvlNode): Promise<Attr> {
     if (n.attr) return n.attr;
-    const r = n.upper ?? n.lowers[0];
+    const r = n.upper ?? n.firstLower;
     if (!r) throw fsErr('ESTALE');
     const v = n.attrVersion;
     const a = await r.layer.getattr(this.m, r.ino);
@@ -966,7 +985,7 @@ export class OverlayFs implements Filesystem {
 
   private async copyUpOne(n: OvlNode, parent: OvlNode, name: string, withData: boolean): Promise<void> {
     const up = this.requireUpper();
-    const src = n.lowers[0]!;
+    const src = n.firstLower!;
     const sa = await src.layer.getattr(this.m, src.ino);
     const updir = parent.upper!.ino;
     // The kernel restores the upper parent's times after a copy-up (ovl_set_timestamps).
@@ -1365,7 +1384,7 @@ export class OverlayFs implements Filesystem {
   async readlink(_ctx: RequestContext, ino: number): Promise<string> {
     const n = this.node(ino);
     if (n.type !== 'symlink') throw fsErr('EINVAL');
-    const r = n.upper ?? n.lowers[0]!;
+    const r = n.upper ?? n.firstLower!;
     return r.layer.readlink(this.m, r.ino);
   }
 
@@ -1837,7 +1856,7 @@ export class OverlayFs implements Filesystem {
     if (write && !this.upper) throw fsErr('EROFS');
     await this.check(ctx, n, mask);
     if (write && !n.upper) await this.mutate(() => this.copyUp(n, (flags & OpenFlags.O_TRUNC) === 0));
-    const real = n.upper ?? n.lowers[0]!;
+    const real = n.upper ?? n.firstLower!;
     const realFlags = flags & ~(OpenFlags.O_CREAT | OpenFlags.O_EXCL | OpenFlags.O_NOCTTY);
     const o = await real.layer.open(this.m, real.ino, realFlags);
     if (flags & OpenFlags.O_TRUNC) this.invalidate(n);
@@ -2112,14 +2131,14 @@ export class OverlayFs implements Filesystem {
     const real = this.realXattrName(name);
     if (real === undefined) throw fsErr('ENODATA');
     if (this.checkPerms && name.startsWith('user.') && (n.type === 'file' || n.type === 'directory')) await this.check(ctx, n, AccessMode.R_OK);
-    const r = n.upper ?? n.lowers[0]!;
+    const r = n.upper ?? n.firstLower!;
     return r.layer.getxattr(this.m, r.ino, real);
   }
 
   /** Names of the xattrs, without overlay-private ones (escaped own names shown unescaped). */
   async listxattr(_ctx: RequestContext, ino: number): Promise<string[]> {
     const n = this.node(ino);
-    const r = n.upper ?? n.lowers[0]!;
+    const r = n.upper ?? n.firstLower!;
     const names = await r.layer.listxattr(this.m, r.ino);
     const out: string[] = [];
     const esc = this.xattrPrefix + 'overlay.';
@@ -2138,7 +2157,7 @@ export class OverlayFs implements Filesystem {
     if (real === undefined) throw fsErr('ENODATA');
     this.checkXattrWrite(ctx, n, await this.realAttr(n), name);
     if (!n.upper) {
-      const r = n.lowers[0]!;
+      const r = n.firstLower!;
       await r.layer.getxattr(this.m, r.ino, real);
       await this.mutate(() => this.copyUp(n));
     }

@@ -114,11 +114,12 @@ class PtNode implements InodeRecord<PtNode> {
     this.generation = generation;
   }
 
-  /** A root or work dir node, addressed through `fd` (not set in the constructor: V8 sizes every node by what it sets). */
+  /**
+   * A root or work dir node, addressed through `fd`: a class of its own (V8 sizes the
+   * instances of a class by the most properties its first ones had: no slot in every node).
+   */
   static fixed(ino: number, key: string, path: string, generation: number, fd: number): PtNode {
-    const n = new PtNode(ino, key, 'directory', path, generation);
-    (n as { fixedFd?: number }).fixedFd = fd;
-    return n;
+    return new FixedPtNode(ino, key, path, generation, fd);
   }
 
   /** The node itself (InodeTable record value). */
@@ -173,6 +174,14 @@ class PtNode implements InodeRecord<PtNode> {
   addPath(path: string): void {
     const k = this.known;
     this.known = k === undefined ? path : typeof k === 'string' ? [k, path] : [...k, path];
+  }
+}
+
+/** The root's or the work dir's node (see `PtNode.fixed`). */
+class FixedPtNode extends PtNode {
+  constructor(ino: number, key: string, path: string, generation: number, fd: number) {
+    super(ino, key, 'directory', path, generation);
+    (this as { fixedFd?: number }).fixedFd = fd;
   }
 }
 
