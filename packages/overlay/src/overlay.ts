@@ -170,7 +170,6 @@ class OvlNode {
   shownIno: number;
   /** Directory: the upper is marked "impure" (may hold objects with an origin). */
   declare impure: boolean | undefined;
-  copying: Promise<void> | undefined;
   /**
    * Directory in the lowers only: its listing (without attributes), which cannot change
    * while it has no upper (lowers never change, and a change below copies it up first).
@@ -179,8 +178,8 @@ class OvlNode {
 
   /** The table key callers hold (the node is its own `InodeTable` record). */
   readonly ino: number;
-  /** The identity (`InodeTable` record key; the table changes it with `rekey`). */
-  key: string;
+  /** The identity when it is not the origin of the first lower (see `key`). */
+  private ownKey: string | undefined;
   /** Lookups held (`InodeTable` record count). */
   lookups = 0;
   readonly type: FileType;
@@ -200,12 +199,12 @@ class OvlNode {
     // Non-numbers first: tagged fields, so a rare large ino (2^52 and up) boxes no other node's.
     this.ino = undefined as unknown as number;
     this.ino = compactInt(ino);
-    this.key = key;
     this.type = type;
     this.parent = parent;
     this.name = name;
     this.upper = upper;
     this.low = lowers.length === 0 ? NO_LOWERS : lowers.length === 1 && type !== 'directory' ? lowers[0]! : lowers;
+    this.ownKey = key === this.lowerKey() ? undefined : key;
     this.shownIno = undefined as unknown as number;
     this.shownIno = this.ino;
   }
@@ -213,6 +212,24 @@ class OvlNode {
   /** The node itself (`InodeTable` record value). */
   get value(): OvlNode {
     return this;
+  }
+
+  /**
+   * The identity (`InodeTable` record key; the table changes it with `rekey`). Most inodes'
+   * is the origin of their first lower: made when asked, not kept (a string less per inode).
+   */
+  get key(): string {
+    return this.ownKey ?? this.lowerKey()!;
+  }
+
+  set key(key: string) {
+    this.ownKey = key === this.lowerKey() ? undefined : key;
+  }
+
+  /** The origin key of the first lower (the lowers never change). */
+  private lowerKey(): string | undefined {
+    const l = this.firstLower;
+    return l === undefined ? undefined : originKey(l.idx, l.attrIno);
   }
 
   /** Directories: the lower directories merged (top first). Others: the lower object, if any. */
@@ -398,6 +415,8 @@ export class OverlayFs implements Filesystem {
   private readonly cacheMax: number;
   /** Bound of `cachedOthers`. */
   private readonly othersMax: number;
+  /** Copy-ups in progress (few at a time: not a field of every node). */
+  private readonly copying = new Map<OvlNode, Promise<void>>();
   /** Entries held by the listings of lower-only directories (bounded by `LISTING_MAX`). */
   private listedEntries = 0;
 
@@ -968,18 +987,19 @@ export class OverlayFs implements Filesystem {
   private async copyUp(n: OvlNode, withData = true, at?: { parent: OvlNode; name: string }): Promise<void> {
     if (n.upper) return;
     this.requireUpper();
-    if (n.copying) return n.copying;
+    const running = this.copying.get(n);
+    if (running) return running;
     const p = (async () => {
       const where = at ?? this.liveName(n);
       if (!where) throw fsErr('ENOENT', 'the object has no name left to copy up to');
       await this.copyUp(where.parent);
       await this.copyUpOne(n, where.parent, where.name, withData);
     })();
-    n.copying = p;
+    this.copying.set(n, p);
     try {
       await p;
     } finally {
-      n.copying = undefined;
+      this.copying.delete(n);
     }
   }
 

@@ -81,8 +81,8 @@ const SEARCH_LIMIT = 200_000;
 class PtNode implements InodeRecord<PtNode> {
   /** The table's inode number. */
   readonly ino: number;
-  /** Identity (see `identity`); the table owns it. */
-  key: string;
+  /** The identity when it is not the ino's digits (see `key`). */
+  private ownKey: string | undefined;
   /** Lookups held; the table owns it. */
   lookups = 0;
   /** The inode's type (fixed for its life). */
@@ -108,10 +108,22 @@ class PtNode implements InodeRecord<PtNode> {
     // A non-number first: a tagged field (a 64-bit host ino would box every node's otherwise).
     this.ino = undefined as unknown as number;
     this.ino = compactInt(ino);
-    this.key = key;
+    this.ownKey = key === String(this.ino) ? undefined : key;
     this.type = type;
     this.known = path;
     this.generation = generation;
+  }
+
+  /**
+   * Identity (see `identity`); the table owns it. Most are the ino's digits (a root-device
+   * inode at its own ino): those are made when asked, not kept (a string less per inode).
+   */
+  get key(): string {
+    return this.ownKey ?? String(this.ino);
+  }
+
+  set key(key: string) {
+    this.ownKey = key === String(this.ino) ? undefined : key;
   }
 
   /**
