@@ -161,16 +161,6 @@ function typeStat(ino: number, mode: number): NativeStat {
   return { mode, uid: 0, gid: 0, size: 0, dev: 0, nlink: 1, ino, rdev: 0, blksize: 0, blocks: 0, atime: 0, mtime: 0, ctime: 0 };
 }
 
-function sameTime(a: Timespec, b: Timespec): boolean {
-  return a.sec === b.sec && a.nsec === b.nsec;
-}
-
-/** The attributes `ls -l` and `stat` show are equal. */
-function sameAttr(a: Attr, b: Attr): boolean {
-  return a.mode === b.mode && a.nlink === b.nlink && a.uid === b.uid && a.gid === b.gid && a.size === b.size
-    && sameTime(a.mtime, b.mtime) && sameTime(a.ctime, b.ctime);
-}
-
 function timespecOfMs(v: number): Timespec {
   const sec = Math.floor(v / 1000);
   return { sec, nsec: (v - sec * 1000) * 1e6 };
@@ -206,8 +196,14 @@ class MountHandleImpl implements MountHandle {
   private readonly links = new HardLinkNames(65536);
   /** Names re-mapped by `relink` (a counter for tests). */
   private relinked = 0;
-  /** Attributes of directories as last handed to the kernel (path → attr), bounded. */
-  private readonly dirAttrs = new Map<string, Attr>();
+  /**
+   * Inodes the Filesystem reported changed aside (`watchAttrs`: a copy-up's objects and the
+   * upper directories they landed in), counted; a request during which the count moved drops
+   * the kernel's attributes of the ancestors of its paths (`ancestorsChanged`).
+   */
+  private aside = 0;
+  /** Stops the Filesystem's `watchAttrs` listener. */
+  private unwatch: (() => void) | undefined;
   /** Requests served with the caller's credentials / with the mounter's (counters for tests). */
   private ctxHits = 0;
   private ctxMisses = 0;
@@ -241,10 +237,12 @@ class MountHandleImpl implements MountHandle {
     live.add(this);
     installGuards(this.o.handleSignals);
     try {
+      this.unwatch = this.fs.watchAttrs?.(() => { this.aside++; });
       await this.native.mount();
     } catch (e) {
       live.delete(this);
       removeGuards();
+      this.stopWatching();
       throw e;
     }
     const thread = this.native.threadBuffer();
@@ -288,6 +286,7 @@ class MountHandleImpl implements MountHandle {
     removeGuards();
     trace(`unmount ${this.mountpoint}: waiting for ${this.inFlight} request(s)`);
     await this.drain(5000);
+    this.stopWatching();
     // Every step is bounded: a filesystem call that never settles must not keep the mount
     // handle (and a daemon waiting on `closed`) alive for ever.
     const bounded = (p: Promise<unknown>) => Promise.race([p.catch(() => undefined), new Promise((r) => setTimeout(r, 5000).unref())]);
@@ -303,6 +302,13 @@ class MountHandleImpl implements MountHandle {
     this.resolveClosed();
   }
 
+  /** Stop the Filesystem's `watchAttrs` listener (a stop function that throws is ignored). */
+  private stopWatching(): void {
+    const stop = this.unwatch;
+    this.unwatch = undefined;
+    try { stop?.(); } catch { /* the listener only counts; nothing to undo */ }
+  }
+
   private drain(timeoutMs: number): Promise<void> {
     if (this.inFlight === 0) return Promise.resolve();
     return new Promise((resolve) => {
@@ -312,7 +318,8 @@ class MountHandleImpl implements MountHandle {
   }
 
   /** Run one request: count it, map its error to an errno, hand the result to `done`. */
-  private run<T>(op: string, path: string, work: (c: RequestContext) => Promise<T>, done: (code: number, value?: T) => void): void {
+  private run<T>(op: string, path: string, work: (c: RequestContext, since: number) => Promise<T>, done: (code: number, value?: T) => void): void {
+    const since = this.aside;
     this.inFlight++;
     if (this.inFlight > this.maxInFlight) this.maxInFlight = this.inFlight;
     this.opCounts[op] = (this.opCounts[op] ?? 0) + 1;
@@ -320,11 +327,11 @@ class MountHandleImpl implements MountHandle {
     const locals = this.reader && !free ? this.native.currentLocals() : undefined;
     const start = locals && this.reader
       ? this.reader.read(locals).catch(() => undefined).then((rc) => {
-        if (rc) { this.ctxHits++; return work(rc.umask === 0 ? rc : { ...rc, umask: 0 }); }
+        if (rc) { this.ctxHits++; return work(rc.umask === 0 ? rc : { ...rc, umask: 0 }, since); }
         this.ctxMisses++;
-        return work(this.ctx());
+        return work(this.ctx(), since);
       })
-      : (free || this.ctxMisses++, work(this.ctx()));
+      : (free || this.ctxMisses++, work(this.ctx(), since));
     start.then(
       (v) => {
         this.finish();
@@ -363,11 +370,7 @@ class MountHandleImpl implements MountHandle {
    * `a.ino` can differ from it, see `relink`).
    */
   private noteAttr(path: string, ino: number, a: Attr): Attr {
-    if ((a.mode & S_IFMT) === S_IFDIR) {
-      if (!this.kcache) return a;
-      if (this.dirAttrs.size >= 65536) this.dirAttrs.clear();
-      this.dirAttrs.set(path, a);
-    } else if (a.nlink > 1) {
+    if ((a.mode & S_IFMT) !== S_IFDIR && a.nlink > 1) {
       this.links.add(ino, path);
       if (this.links.overflowed) this.stopAttrCaching();
     }
@@ -464,34 +467,27 @@ class MountHandleImpl implements MountHandle {
   }
 
   /**
-   * After a change at `paths`: a change can copy objects up, which adds entries to the upper
-   * directories of their ancestors and so changes those directories' times, though the kernel
-   * saw no change in them. Compare each ancestor's attributes with what the kernel was given
-   * and drop the kernel's copy where they differ (or where we do not know what it holds).
-   * `skipParents`: the kernel itself drops the parents' attributes (namespace operations).
+   * After a change at `paths`, made by a request that started when the `aside` count was
+   * `since`: a copy-up gives the copied directories (ancestors of the path) and the upper
+   * directories they land in new attributes, though the kernel saw no change in them. When the
+   * Filesystem reported such a change meanwhile (`watchAttrs`), drop the kernel's attributes of
+   * every ancestor of the paths (a copy-up only ever copies ancestors; a concurrent request's
+   * report costs at worst an extra drop). `skipParents`: the kernel itself drops the parents'
+   * attributes (namespace operations).
    */
-  private async ancestorsChanged(c: RequestContext, paths: readonly string[], skipParents: boolean): Promise<void> {
-    if (!this.kcache) return;
-    const stale: string[] = [];
-    const seen = new Set<string>();
+  private ancestorsChanged(since: number, paths: readonly string[], skipParents: boolean): void {
+    if (!this.kcache || this.aside === since) return;
+    const stale = new Set<string>();
     for (const path of paths) {
       let p = path;
       let first = true;
       while (p !== '/' && p !== '') {
         p = splitPath(p).parent;
-        if (seen.has(p)) break;
-        seen.add(p);
-        if (first && skipParents) { first = false; this.dirAttrs.delete(p); continue; }
+        if (!(first && skipParents)) stale.add(p);
         first = false;
-        const known = this.dirAttrs.get(p);
-        const e = this.map.peek(p);
-        const now = e ? await this.fs.getattr(c, e.ino).catch(() => undefined) : undefined;
-        if (known && now && sameAttr(known, now)) continue;
-        this.dirAttrs.delete(p);
-        stale.push(p);
       }
     }
-    if (stale.length > 0 && this.kcache) this.kcache.invalidate(stale);
+    if (stale.size > 0) this.kcache.invalidate([...stale]);
   }
 
   /** The ino `path` names, from the path map or the hard-link names (no lookup). */
@@ -557,13 +553,13 @@ class MountHandleImpl implements MountHandle {
     });
   }
 
-  private async setattr(c: RequestContext, path: string, changes: SetattrRequest, fd?: number): Promise<void> {
+  private async setattr(c: RequestContext, since: number, path: string, changes: SetattrRequest, fd?: number): Promise<void> {
     if (fd !== undefined && this.handles.has(fd)) {
       const h = this.handle(fd);
-      await this.changeInPlace(c, path, h.entry.ino, () => this.fs.setattr(c, h.entry.ino, changes, h.fh), false);   // the handle's object was copied up at open
+      await this.changeInPlace(since, path, h.entry.ino, () => this.fs.setattr(c, h.entry.ino, changes, h.fh), false);   // the handle's object was copied up at open
       return;
     }
-    await this.withIno(path, (ino) => this.changeInPlace(c, path, ino, () => this.fs.setattr(c, ino, changes)));
+    await this.withIno(path, (ino) => this.changeInPlace(since, path, ino, () => this.fs.setattr(c, ino, changes)));
   }
 
   /**
@@ -572,12 +568,12 @@ class MountHandleImpl implements MountHandle {
    * object's other names follow a broken lower hard link (`relink`), the kernel's attributes
    * of its names and of changed ancestors are dropped. `aim` false: through an open handle.
    */
-  private async changeInPlace(c: RequestContext, path: string, ino: number, change: () => Promise<unknown>, aim = true): Promise<void> {
+  private async changeInPlace(since: number, path: string, ino: number, change: () => Promise<unknown>, aim = true): Promise<void> {
     if (aim) await this.aim(path, ino);
     await change();
     await this.relink(ino, [path]);
     this.changed(ino, path);
-    await this.ancestorsChanged(c, [path], false);
+    this.ancestorsChanged(since, [path], false);
   }
 
   private async createLike(path: string, make: (parentIno: number, name: string) => Promise<{ ino: number }>): Promise<PathEntry> {
@@ -626,11 +622,11 @@ class MountHandleImpl implements MountHandle {
       readdir: (path: string, cb: (c: number, names?: string[], stats?: NativeStat[]) => void) =>
         run('readdir', path, (c) => this.listAll(c, path), (c, r) => (c ? cb(c) : cb(0, r!.names, r!.stats))),
       truncate: (path: string, size: number, cb: (c: number) => void) =>
-        run('truncate', path, (c) => this.setattr(c, path, { size }), cbErr(cb)),
+        run('truncate', path, (c, since) => this.setattr(c, since, path, { size }), cbErr(cb)),
       ftruncate: (path: string, fd: number, size: number, cb: (c: number) => void) =>
-        run('ftruncate', path, (c) => this.setattr(c, path, { size }, fd), cbErr(cb)),
+        run('ftruncate', path, (c, since) => this.setattr(c, since, path, { size }, fd), cbErr(cb)),
       utimens: (path: string, atime: number, mtime: number, cb: (c: number) => void) =>
-        run('utimens', path, (c) => {
+        run('utimens', path, (c, since) => {
           const sa = atime === NATIVE_UTIME_SPECIAL_MS;
           const sm = mtime === NATIVE_UTIME_SPECIAL_MS;
           const now: Timespec = { sec: 0, nsec: UTIME_NOW };
@@ -638,37 +634,37 @@ class MountHandleImpl implements MountHandle {
           const changes: SetattrRequest = sa && sm
             ? { atime: now, mtime: now }
             : { atime: sa ? omit : timespecOfMs(atime), mtime: sm ? omit : timespecOfMs(mtime) };
-          return this.setattr(c, path, changes);
+          return this.setattr(c, since, path, changes);
         }, cbErr(cb)),
       readlink: (path: string, cb: (c: number, v?: string) => void) =>
         run('readlink', path, (c) => this.withIno(path, (ino) => fs.readlink(c, ino)), (c, v) => (c ? cb(c) : cb(0, v))),
       chown: (path: string, uid: number, gid: number, cb: (c: number) => void) =>
-        run('chown', path, (c) => {
+        run('chown', path, (c, since) => {
           const changes: SetattrRequest = {};
           if (uid !== 0xffffffff) changes.uid = uid;
           if (gid !== 0xffffffff) changes.gid = gid;
-          return this.setattr(c, path, changes);
+          return this.setattr(c, since, path, changes);
         }, cbErr(cb)),
       chmod: (path: string, mode: number, cb: (c: number) => void) =>
-        run('chmod', path, (c) => this.setattr(c, path, { mode: mode & 0o7777 }), cbErr(cb)),
+        run('chmod', path, (c, since) => this.setattr(c, since, path, { mode: mode & 0o7777 }), cbErr(cb)),
       mknod: (path: string, mode: number, dev: number, cb: (c: number) => void) =>
-        run('mknod', path, async (c) => {
+        run('mknod', path, async (c, since) => {
           const e = await this.createLike(path, (p, n) => fs.mknod(c, p, n, mode, dev));
           this.map.unpin(e);
-          await this.ancestorsChanged(c, [path], true);
+          this.ancestorsChanged(since, [path], true);
         }, cbErr(cb)),
       setxattr: (path: string, name: string, value: Buffer, _position: number, flags: number, cb: (c: number) => void) => {
         const copy = Uint8Array.from(value);
-        run('setxattr', path, (c) => this.withIno(path, (ino) => this.changeInPlace(c, path, ino, () => fs.setxattr(c, ino, name, copy, flags))), cbErr(cb));
+        run('setxattr', path, (c, since) => this.withIno(path, (ino) => this.changeInPlace(since, path, ino, () => fs.setxattr(c, ino, name, copy, flags))), cbErr(cb));
       },
       getxattr: (path: string, name: string, _position: number, cb: (c: number, v?: Buffer) => void) =>
         run('getxattr', path, (c) => this.withIno(path, (ino) => fs.getxattr(c, ino, name)), (c, v) => (c ? cb(c) : cb(0, Buffer.from(v!)))),
       listxattr: (path: string, cb: (c: number, v?: string[]) => void) =>
         run('listxattr', path, (c) => this.withIno(path, (ino) => fs.listxattr(c, ino)), (c, v) => (c ? cb(c) : cb(0, v))),
       removexattr: (path: string, name: string, cb: (c: number) => void) =>
-        run('removexattr', path, (c) => this.withIno(path, (ino) => this.changeInPlace(c, path, ino, () => fs.removexattr(c, ino, name))), cbErr(cb)),
+        run('removexattr', path, (c, since) => this.withIno(path, (ino) => this.changeInPlace(since, path, ino, () => fs.removexattr(c, ino, name))), cbErr(cb)),
       open: (path: string, flags: number, cb: (c: number, fd?: number) => void) =>
-        run('open', path, (c) => this.withIno(path, async (ino, entry) => {
+        run('open', path, (c, since) => this.withIno(path, async (ino, entry) => {
           const writing = (flags & 3) !== OpenFlags.O_RDONLY || (flags & OpenFlags.O_TRUNC) !== 0;
           if (writing) await this.aim(path, ino);
           const r = await fs.open(c, ino, flags & ~OpenFlags.O_CREAT & ~OpenFlags.O_EXCL & ~OpenFlags.O_TRUNC);
@@ -677,7 +673,7 @@ class MountHandleImpl implements MountHandle {
             this.kcache?.invalidate([path]);
             await this.relink(ino, [path]);
             this.changed(ino, path);
-            await this.ancestorsChanged(c, [path], false);
+            this.ancestorsChanged(since, [path], false);
           }
           return this.addHandle(entry, r.fh, false);
         }), (c, fd) => (c ? cb(c) : cb(0, fd))),
@@ -725,7 +721,7 @@ class MountHandleImpl implements MountHandle {
           try { await fs.releasedir(c, h.entry.ino, h.fh); } finally { this.map.unpin(h.entry); }
         }, cbErr(cb)),
       create: (path: string, mode: number, cb: (c: number, fd?: number) => void) =>
-        run('create', path, async (c) => {
+        run('create', path, async (c, since) => {
           const { parent, name } = splitPath(path);
           const pe = await this.map.resolve(parent);
           try {
@@ -734,32 +730,32 @@ class MountHandleImpl implements MountHandle {
             const entry = this.map.adopt(path, r.entry.ino);
             const id = this.addHandle(entry, r.fh, false);
             this.map.unpin(entry);
-            await this.ancestorsChanged(c, [path], true);
+            this.ancestorsChanged(since, [path], true);
             return id;
           } finally {
             this.map.unpin(pe);
           }
         }, (c, fd) => (c ? cb(c) : cb(0, fd))),
       unlink: (path: string, cb: (c: number) => void) =>
-        run('unlink', path, async (c) => {
+        run('unlink', path, async (c, since) => {
           const { parent, name } = splitPath(path);
           const ino = this.knownIno(path);
           await this.withIno(parent, (p) => fs.unlink(c, p, name));
           this.map.drop(path);
           this.links.drop(path);
           this.changed(ino);
-          await this.ancestorsChanged(c, [path], true);
+          this.ancestorsChanged(since, [path], true);
         }, cbErr(cb)),
       rmdir: (path: string, cb: (c: number) => void) =>
-        run('rmdir', path, async (c) => {
+        run('rmdir', path, async (c, since) => {
           const { parent, name } = splitPath(path);
           await this.withIno(parent, (p) => fs.rmdir(c, p, name));
           this.map.drop(path);
           this.links.drop(path);
-          await this.ancestorsChanged(c, [path], true);
+          this.ancestorsChanged(since, [path], true);
         }, cbErr(cb)),
       rename: (src: string, dest: string, cb: (c: number) => void) =>
-        run('rename', src, async (c) => {
+        run('rename', src, async (c, since) => {
           const a = splitPath(src);
           const b = splitPath(dest);
           const moved = this.knownIno(src);
@@ -783,10 +779,10 @@ class MountHandleImpl implements MountHandle {
           await this.relink(moved, [dest, src]);
           this.changed(moved, dest);
           if (replaced !== moved) this.changed(replaced);
-          await this.ancestorsChanged(c, [src, dest], true);
+          this.ancestorsChanged(since, [src, dest], true);
         }, cbErr(cb)),
       link: (src: string, dest: string, cb: (c: number) => void) =>
-        run('link', dest, async (c) => {
+        run('link', dest, async (c, since) => {
           let srcIno: number | undefined;
           const e = await this.withIno(src, async (ino) => { srcIno = ino; await this.aim(src, ino); return this.createLike(dest, (p, n) => fs.link(c, ino, p, n)); });
           this.map.unpin(e);
@@ -797,20 +793,20 @@ class MountHandleImpl implements MountHandle {
           this.links.add(e.ino, dest);
           if (this.links.overflowed) this.stopAttrCaching();
           this.changed(e.ino, dest);
-          await this.ancestorsChanged(c, [dest], true);
-          await this.ancestorsChanged(c, [src], false);
+          this.ancestorsChanged(since, [dest], true);
+          this.ancestorsChanged(since, [src], false);
         }, cbErr(cb)),
       symlink: (target: string, path: string, cb: (c: number) => void) =>
-        run('symlink', path, async (c) => {
+        run('symlink', path, async (c, since) => {
           const e = await this.createLike(path, (p, n) => fs.symlink(c, p, n, target));
           this.map.unpin(e);
-          await this.ancestorsChanged(c, [path], true);
+          this.ancestorsChanged(since, [path], true);
         }, cbErr(cb)),
       mkdir: (path: string, mode: number, cb: (c: number) => void) =>
-        run('mkdir', path, async (c) => {
+        run('mkdir', path, async (c, since) => {
           const e = await this.createLike(path, (p, n) => fs.mkdir(c, p, n, mode));
           this.map.unpin(e);
-          await this.ancestorsChanged(c, [path], true);
+          this.ancestorsChanged(since, [path], true);
         }, cbErr(cb)),
     };
   }

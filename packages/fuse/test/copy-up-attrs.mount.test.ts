@@ -1,0 +1,71 @@
+/**
+ * The path-based transport (`mount()`) after a copy-up: the kernel caches attributes for a
+ * long `attr_timeout`, and a copy-up changes the directories above the changed object (copied
+ * up, or given a new subdirectory) without the kernel seeing a change in them. The overlay
+ * reports them through `watchAttrs`, and the mount drops the kernel's attributes of the
+ * request's ancestors before it replies. An OverlayFs over PassthroughLayers served in this
+ * process, touched only from child processes.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import * as fsp from 'node:fs/promises';
+import { join } from 'node:path';
+import { ROOT_CONTEXT } from '@layerfs/core';
+import { overlayFromDirs } from '../../overlay/src/index.js';
+import { mount, type MountHandle } from '../src/index.js';
+import { mountSkip, sh, tempDir } from './helpers.js';
+
+const q = (p: string) => JSON.stringify(p);
+
+describe.skipIf(mountSkip)('mount() of an OverlayFs: attributes of the directories above a copy-up (needs root and /dev/fuse)', () => {
+  let dir: string;
+  let mnt: string;
+  let h: MountHandle | undefined;
+  let overlay: Awaited<ReturnType<typeof overlayFromDirs>>;
+
+  beforeAll(async () => {
+    dir = await tempDir('fuse-copyup-attrs');
+    for (const d of ['lower', 'upper', 'work', 'mnt']) await fsp.mkdir(join(dir, d));
+    await sh(`cd ${q(join(dir, 'lower'))} && mkdir -p anc/b c/d && touch anc/b/a c/d/e && touch -d 2001-01-01 anc anc/b c c/d`);
+    mnt = join(dir, 'mnt');
+    overlay = await overlayFromDirs({ lowerdir: join(dir, 'lower'), upperdir: join(dir, 'upper'), workdir: join(dir, 'work') });
+    h = await mount(overlay, mnt, { handleSignals: false });
+  });
+
+  afterAll(async () => {
+    await h?.unmount();
+    await overlay?.destroy();
+    await fsp.rm(dir, { recursive: true, force: true });
+  });
+
+  /** What the overlay itself reports now for the path `names` (nlink, mtime, ctime per step). */
+  async function fresh(names: string[]): Promise<string> {
+    let parent = 1;
+    const out: string[] = [];
+    for (const n of names) {
+      const e = await overlay.lookup(ROOT_CONTEXT, parent, n);
+      await overlay.forget(ROOT_CONTEXT, e.ino, 1);
+      out.push(`${e.attr.nlink} ${e.attr.mtime.sec} ${e.attr.ctime.sec}`);
+      parent = e.ino;
+    }
+    return `${out.join('\n')}\n`;
+  }
+
+  it('shows fresh attributes of the ancestors after a change in place copied them up (setxattr)', async () => {
+    const shown = () => sh(`cd ${q(mnt)} && stat -c '%h %Y %Z' anc anc/b`);
+    const before = await shown();
+    expect(h!.stats().attrCaching).toBe(true);
+    await sh(`setfattr -n user.k -v 1 ${q(join(mnt, 'anc', 'b', 'a'))}`);   // copies up anc and anc/b
+    const want = await fresh(['anc', 'b']);
+    expect(want).not.toBe(before);   // the copy-up changed what the overlay reports
+    expect(await shown()).toBe(want);
+  });
+
+  it('shows fresh attributes of the ancestors after a namespace change copied them up (create)', async () => {
+    const shown = () => sh(`cd ${q(mnt)} && stat -c '%h %Y %Z' c c/d`);
+    const before = await shown();
+    await sh(`touch ${q(join(mnt, 'c', 'd', 'new'))}`);   // copies up c and c/d, then creates in c/d
+    const want = await fresh(['c', 'd']);
+    expect(want).not.toBe(before);
+    expect(await shown()).toBe(want);
+  });
+});
