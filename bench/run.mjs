@@ -22,7 +22,9 @@ const repo = join(here, '..');
 
 const FULL = { settleMs: 3000, rounds: 3, files: 20000, bigMiB: 1024, appendFiles: 2000, unlinkFiles: 2000, untarFiles: 5000, createDirs: 100, createPerDir: 100, memSizes: [100000, 1000000] };
 const QUICK = { rounds: 1, files: 150, bigMiB: 16, appendFiles: 50, unlinkFiles: 50, untarFiles: 100, createDirs: 10, createPerDir: 20, memSizes: [1000], settleMs: 1000 };
-const INPROC_SYSTEMS = ['layerfs', 'zenfs'];
+const INPROC_SYSTEMS = ['layerfs', 'layerfs-mem', 'zenfs'];
+/** In-process systems run unless `--inproc-systems` says otherwise (layerfs-mem is opt-in). */
+const INPROC_DEFAULT = ['layerfs', 'zenfs'];
 
 const { values: a } = parseArgs({
   options: {
@@ -60,7 +62,7 @@ opts.inprocRounds = num(a['inproc-rounds'], opts.rounds);
 const workloads = listOpt(a.workloads, Object.keys(WORKLOADS));
 const systems = listOpt(a.systems, Object.keys(SYSTEMS));
 const inprocWl = listOpt(a.inproc, Object.keys(WORKLOADS));
-const inprocSys = listOpt(a['inproc-systems'], INPROC_SYSTEMS);
+const inprocSys = listOpt(a['inproc-systems'], INPROC_DEFAULT);
 const memSystems = listOpt(a.memory, ['layerfs', 'fuse-overlayfs']);
 for (const w of [...workloads, ...inprocWl]) if (!WORKLOADS[w]) throw new Error(`unknown workload ${w} (known: ${Object.keys(WORKLOADS).join(', ')})`);
 for (const s of [...systems, ...memSystems]) if (!SYSTEMS[s]) throw new Error(`unknown system ${s} (known: ${Object.keys(SYSTEMS).join(', ')})`);
@@ -213,7 +215,7 @@ async function layerfsInprocUnavailable() {
 }
 const inprocAvail = [];
 for (const s of inprocSys) {
-  const why = s === 'layerfs' && inprocWl.length ? await layerfsInprocUnavailable() : null;
+  const why = s.startsWith('layerfs') && inprocWl.length ? await layerfsInprocUnavailable() : null;
   if (why) skip('in-process layerfs', why);
   else inprocAvail.push(s);
 }
@@ -355,11 +357,12 @@ if (results.mounted.length) {
   say('(ratios are of median times: < 1 means layerfs is faster; for read/write a time ratio r is a throughput ratio 1/r)');
 }
 if (results.inproc.length) {
-  say('\nIn-process workloads (layerfs Volume over OverlayFs vs ZenFS CopyOnWrite)');
-  const rows = [['workload', ...inprocAvail, 'zenfs/layerfs (speed-up)']];
+  say('\nIn-process workloads (layerfs Volume over OverlayFs vs ZenFS CopyOnWrite; layerfs-mem: a MemoryLayer upper, writes kept in memory as ZenFS keeps them)');
+  const ours = inprocAvail.filter((s) => s !== 'zenfs');
+  const rows = [['workload', ...inprocAvail, ...ours.map((s) => `zenfs/${s} (speed-up)`)]];
   for (const metric of metricsIn(results.inproc)) {
     const st = Object.fromEntries(inprocAvail.map((s) => [s, stats(results.inproc.filter((r) => r.metric === metric && r.system === s))]));
-    rows.push([metric, ...inprocAvail.map((s) => cell(st[s])), ratio(st.zenfs, st.layerfs)]);
+    rows.push([metric, ...inprocAvail.map((s) => cell(st[s])), ...ours.map((s) => ratio(st.zenfs, st[s]))]);
   }
   say(table(rows));
 }

@@ -1,5 +1,7 @@
 // Child process for the in-process workloads: builds one system — layerfs (`Volume` over
-// `OverlayFs` from `overlayFromDirs`, PassthroughLayer lower and upper) or ZenFS
+// `OverlayFs` from `overlayFromDirs`, PassthroughLayer lower and upper), layerfs-mem (the
+// same over the same PassthroughLayer lower with a MemoryLayer upper, writes kept in memory
+// as ZenFS's are) or ZenFS
 // (`CopyOnWrite` over a `Passthrough` readable of the same lower; see README for why its
 // writable side is `InMemory`) — runs one workload through its fs.promises-shaped API,
 // one call at a time, and prints the timings (ms) as JSON.
@@ -20,6 +22,17 @@ async function makeLayerfs({ lower, upper, work }) {
   if (typeof overlay.overlayFromDirs !== 'function') throw new Error('@layerfs/overlay has no overlayFromDirs yet');
   const ofs = await overlay.overlayFromDirs({ lowerdir: [lower], upperdir: upper, workdir: work });
   return { api: new core.Volume(ofs), close: async () => { await ofs.destroy?.(); await ofs.close?.(); } };
+}
+
+async function makeLayerfsMem({ lower }) {
+  const core = await import(join(repo, 'packages/core/dist/index.js'));
+  const overlay = await import(join(repo, 'packages/overlay/dist/index.js'));
+  const { PassthroughLayer } = await import(join(repo, 'packages/passthrough/dist/index.js'));
+  const { MemoryLayer } = await import(join(repo, 'packages/testkit/dist/index.js'));
+  const ofs = await overlay.OverlayFs.create({
+    upper: new MemoryLayer(), lowers: [new PassthroughLayer(lower, { writable: false })], options: { destroyLayers: true },
+  });
+  return { api: new core.Volume(ofs), close: async () => { await ofs.destroy(); } };
 }
 
 async function makeZenfs({ lower }) {
@@ -128,7 +141,7 @@ const WORK = {
   },
 };
 
-const make = system === 'layerfs' ? makeLayerfs : system === 'zenfs' ? makeZenfs : null;
+const make = { layerfs: makeLayerfs, 'layerfs-mem': makeLayerfsMem, zenfs: makeZenfs }[system];
 if (!make) throw new Error(`inproc: unknown system ${system}`);
 if (!WORK[workload]) throw new Error(`inproc: unknown workload ${workload}`);
 try {
