@@ -110,21 +110,47 @@ interface RealRef {
   readonly pinned?: boolean;
 }
 
-/** A RealRef of an unpinned layer inode (one class: small inos stay unboxed, see `InodeTable`). */
+/**
+ * A RealRef of an unpinned layer inode whose `attr.ino` is the ino it is called by (a
+ * PassthroughLayer's always are): no field for it. One class each way, so small inos stay
+ * unboxed (see `InodeTable`).
+ */
 class Real implements RealRef {
   readonly layer: Layer;
   readonly idx: number;
   readonly ino: number;
-  readonly attrIno: number;
-  constructor(layer: Layer, idx: number, ino: number, attrIno: number) {
+  constructor(layer: Layer, idx: number, ino: number) {
     this.layer = layer;
     this.idx = idx;
-    // A non-number first: tagged fields (a 64-bit host ino would box every ref's otherwise).
+    // A non-number first: a tagged field (a 64-bit host ino would box every ref's otherwise).
     this.ino = undefined as unknown as number;
     this.ino = compactInt(ino);
-    this.attrIno = undefined as unknown as number;
-    this.attrIno = compactInt(attrIno);
   }
+
+  /** The layer's `attr.ino`: the ino itself. */
+  get attrIno(): number {
+    return this.ino;
+  }
+}
+
+/** A RealRef whose `attr.ino` differs from the ino it is called by. */
+class RealOther extends Real {
+  private readonly shown: number;
+  constructor(layer: Layer, idx: number, ino: number, attrIno: number) {
+    super(layer, idx, ino);
+    this.shown = undefined as unknown as number;
+    this.shown = compactInt(attrIno);
+  }
+
+  /** The layer's `attr.ino`. */
+  override get attrIno(): number {
+    return this.shown;
+  }
+}
+
+/** The RealRef of layer inode `ino` (`attrIno`: its `attr.ino`). */
+function realRef(layer: Layer, idx: number, ino: number, attrIno: number): RealRef {
+  return attrIno === ino ? new Real(layer, idx, ino) : new RealOther(layer, idx, ino, attrIno);
 }
 
 /** What a top-down lookup of one name found. */
@@ -732,7 +758,7 @@ export class OverlayFs implements Filesystem {
         const d = stack[i]!;
         const e = await this.layerLookup(d, name);
         if (!e) continue;
-        const ref: RealRef = new Real(d.layer, d.idx, e.ino, e.attr.ino);
+        const ref: RealRef = realRef(d.layer, d.idx, e.ino, e.attr.ino);
         const isUpper = this.upper !== undefined && d.idx === 0;
         if (e.whiteout) {
           await this.forgetReal(ref);
@@ -1056,7 +1082,7 @@ export class OverlayFs implements Filesystem {
     }
     await up.setattr(this.m, updir, { atime: pa.atime, mtime: pa.mtime });
     const ra = await up.getattr(this.m, entry.ino);
-    n.upper = new Real(up, 0, entry.ino, ra.ino);
+    n.upper = realRef(up, 0, entry.ino, ra.ino);
     this.forgetListing(n);
     this.invalidate(n);
     this.changedAside(n);
@@ -1294,7 +1320,7 @@ export class OverlayFs implements Filesystem {
     // An upper non-directory: its identity is its origin (one lookup and one getxattr).
     const e = await this.layerLookup(top.dir, l.name);
     if (!e) return this.inoForKey(originKey(0, top.dino));
-    const ref: RealRef = new Real(top.dir.layer, 0, e.ino, e.attr.ino);
+    const ref: RealRef = realRef(top.dir.layer, 0, e.ino, e.attr.ino);
     try {
       return this.inoForKey(await this.keyOf(ref, [], typeOfMode(e.attr.mode)));
     } finally {
@@ -1532,7 +1558,7 @@ export class OverlayFs implements Filesystem {
         throw e;
       }
       const ra = touched ? await up.getattr(this.m, entry.ino) : entry.attr;
-      const real: RealRef = new Real(up, 0, entry.ino, ra.ino);
+      const real: RealRef = realRef(up, 0, entry.ino, ra.ino);
       const key = originKey(0, ra.ino);
       this.upperKeys.set(ra.ino, key);
       const res: Resolution = { upper: real, lowers: [], type: typeOfMode(ra.mode), opaque: isDir && overWhiteout, attr: ra, key };
