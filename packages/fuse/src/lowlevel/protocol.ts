@@ -27,6 +27,7 @@ export const InitFlag = {
   ASYNC_READ: 1 << 0, ATOMIC_O_TRUNC: 1 << 3, BIG_WRITES: 1 << 5, DONT_MASK: 1 << 6,
   AUTO_INVAL_DATA: 1 << 12, DO_READDIRPLUS: 1 << 13, READDIRPLUS_AUTO: 1 << 14,
   PARALLEL_DIROPS: 1 << 18, MAX_PAGES: 1 << 22, CACHE_SYMLINKS: 1 << 23, NO_OPENDIR_SUPPORT: 1 << 24,
+  HANDLE_KILLPRIV_V2: 1 << 28,
 } as const;
 
 /** `fuse_open_out.open_flags`. */
@@ -35,8 +36,13 @@ export const FOPEN = { DIRECT_IO: 1, KEEP_CACHE: 2, CACHE_DIR: 8, NOFLUSH: 32 } 
 /** `fuse_setattr_in.valid` bits (`FATTR_*`). */
 export const FATTR = {
   MODE: 1 << 0, UID: 1 << 1, GID: 1 << 2, SIZE: 1 << 3, ATIME: 1 << 4, MTIME: 1 << 5,
-  FH: 1 << 6, ATIME_NOW: 1 << 7, MTIME_NOW: 1 << 8, CTIME: 1 << 10,
+  FH: 1 << 6, ATIME_NOW: 1 << 7, MTIME_NOW: 1 << 8, CTIME: 1 << 10, KILL_SUIDGID: 1 << 11,
 } as const;
+
+/** `fuse_write_in.write_flags` FUSE_WRITE_KILL_SUIDGID: drop the set-id bits after the write. */
+export const WRITE_KILL_SUIDGID = 1 << 2;
+/** `fuse_open_in.open_flags` FUSE_OPEN_KILL_SUIDGID: drop the set-id bits (an O_TRUNC open). */
+export const OPEN_KILL_SUIDGID = 1 << 0;
 
 /** `fuse_getattr_in.getattr_flags`: the request names an open handle. */
 export const GETATTR_FH = 1;

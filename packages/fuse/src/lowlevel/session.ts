@@ -13,13 +13,13 @@ import { execFileSync } from 'node:child_process';
 import { closeSync, openSync, writeSync, writevSync } from 'node:fs';
 import { resolve as resolvePath } from 'node:path';
 import {
-  FsError, S_IFDIR, S_IFMT, UTIME_NOW, toFsError, type Attr, type DirEntry, type Entry, type Filesystem, type RequestContext, type SetattrRequest,
+  FsError, S_IFDIR, S_IFMT, S_IFREG, S_ISGID, S_ISUID, UTIME_NOW, toFsError, type Attr, type DirEntry, type Entry, type Filesystem, type RequestContext, type SetattrRequest,
 } from '@layerfs/core';
 import type { MountHandle, MountStats } from '../mount.js';
 import type { MountOptions } from '../options.js';
 import {
-  ATTR_OUT, ENTRY_OUT, FATTR, FOPEN, FSYNC_FDATASYNC, GETATTR_FH, INIT_OUT, InitFlag, OPEN_OUT, OP_NAMES, OUT_HEADER,
-  Op, Request, STATFS_OUT, direntSize, writeAttrOut, writeDirent, writeEntry, writeOpenOut, writeOutHeader, writeStatfs,
+  ATTR_OUT, ENTRY_OUT, FATTR, FOPEN, FSYNC_FDATASYNC, GETATTR_FH, INIT_OUT, InitFlag, OPEN_KILL_SUIDGID, OPEN_OUT, OP_NAMES, OUT_HEADER,
+  Op, Request, STATFS_OUT, direntSize, writeAttrOut, writeDirent, writeEntry, writeOpenOut, writeOutHeader, writeStatfs, WRITE_KILL_SUIDGID,
 } from './protocol.js';
 import { CallerGroups } from '../caller-groups.js';
 import { readDevice, type DeviceReader } from './device-reader.js';
@@ -66,6 +66,13 @@ export interface LowLevelOptions extends Pick<MountOptions, SharedOptions> {
    * pipe's size less a page (1020 KiB with 1 MiB pipes, `max_read`). Default true.
    */
   splice?: boolean;
+  /**
+   * Negotiate FUSE_HANDLE_KILLPRIV_V2: the kernel stops asking for `security.capability`
+   * (a GETXATTR) before every write (it marks inodes it checked S_NOSEC until their attributes
+   * change) and asks the session to drop set-id bits instead (write/truncate without
+   * CAP_FSETID, O_TRUNC open, chown). Default true.
+   */
+  killPrivV2?: boolean;
   /** Call `fs.destroy()` after the session ended. Default false. */
   destroyOnUnmount?: boolean;
 }
@@ -82,6 +89,8 @@ export interface LowLevelStats extends MountStats {
 
 /** `fuse_notify_code` FUSE_NOTIFY_INVAL_INODE (sent as the error field of a unique-0 message). */
 const NOTIFY_INVAL_INODE = 2;
+/** Group-execute permission bit. */
+const S_IXGRP = 0o010;
 
 /** The minor protocol version this transport speaks. */
 const OUR_MINOR = 31;
@@ -399,6 +408,24 @@ class LowLevelSession implements MountHandle {
     if (!this.ended && (ino === 1 || this.lookups.has(ino))) this.invalidateAttr(ino);
   }
 
+  /**
+   * HANDLE_KILLPRIV_V2: the kernel leaves dropping set-id bits to the server and asks for it
+   * (a write or truncate by a caller without CAP_FSETID, an O_TRUNC open, a chown): drop
+   * set-user-ID, and set-group-ID when group-execute is set (the VFS's rules), as root (the
+   * caller may not own the file). Returns the new attributes when it changed the mode; the
+   * kernel's cached attributes of the inode are dropped (`attrs`: the ones the request had).
+   */
+  private async killSuidSgid(ino: number, fh: number | undefined, attrs?: Attr): Promise<Attr | undefined> {
+    const root = this.context(0, 0, 0, 0);
+    const a = attrs ?? await this.fs.getattr(root, ino, fh);
+    if ((a.mode & S_IFMT) !== S_IFREG) return undefined;
+    const drop = (a.mode & S_ISUID) | ((a.mode & (S_ISGID | S_IXGRP)) === (S_ISGID | S_IXGRP) ? S_ISGID : 0);
+    if (drop === 0) return undefined;
+    const after = await this.fs.setattr(root, ino, { mode: a.mode & ~drop }, fh);
+    this.changedAside(ino);
+    return after;
+  }
+
   /** FUSE_NOTIFY_INVAL_INODE with a negative offset: attributes only (never waits on pages). */
   private invalidateAttr(ino: number): void {
     const b = Buffer.alloc(OUT_HEADER + 24);
@@ -471,8 +498,11 @@ class LowLevelSession implements MountHandle {
         return this.replyEntry(req, await fs.link(this.ctx(req), old, ino, req.cstr()));
       }
       case Op.OPEN: {
-        const flags = req.u32();
+        const flags = req.u32(); const openFlags = req.u32();
         const r = await fs.open(this.ctx(req), ino, flags);
+        if (openFlags & OPEN_KILL_SUIDGID) {
+          try { await this.killSuidSgid(ino, r.fh); } catch (e) { await fs.release(this.ctx(req), ino, r.fh); throw e; }
+        }
         if (this.replyOpen(req, r.fh, this.fileOpenFlags(r, ino))) this.handles.set(`f${r.fh}`, { ino, dir: false });
         else await fs.release(this.ctx(req), ino, r.fh);
         return;
@@ -486,9 +516,10 @@ class LowLevelSession implements MountHandle {
       }
       case Op.READ: return this.read(req);
       case Op.WRITE: {
-        const fh = req.u64(); const offset = req.u64(); const size = req.u32();
-        req.skip(20);
+        const fh = req.u64(); const offset = req.u64(); const size = req.u32(); const writeFlags = req.u32();
+        req.skip(16);
         const n = await fs.write(this.ctx(req), ino, fh, req.take(size), offset);
+        if (n > 0 && writeFlags & WRITE_KILL_SUIDGID) await this.killSuidSgid(ino, fh);
         return this.replyU32(req, n);
       }
       case Op.STATFS: {
@@ -590,6 +621,7 @@ class LowLevelSession implements MountHandle {
     let want = InitFlag.ASYNC_READ | InitFlag.ATOMIC_O_TRUNC | InitFlag.BIG_WRITES | InitFlag.DONT_MASK |
       InitFlag.MAX_PAGES | InitFlag.CACHE_SYMLINKS;
     if (this.opts.readdirplus) want |= InitFlag.DO_READDIRPLUS;
+    if (this.opts.killPrivV2) want |= InitFlag.HANDLE_KILLPRIV_V2;
     if (this.opts.noOpendir && this.opts.cacheDir) want |= InitFlag.NO_OPENDIR_SUPPORT;
     const flags = want & kflags;
     this.noOpendir = (flags & InitFlag.NO_OPENDIR_SUPPORT) !== 0;
@@ -687,7 +719,8 @@ class LowLevelSession implements MountHandle {
     if (valid & FATTR.ATIME) ch.atime = valid & FATTR.ATIME_NOW ? { sec: 0, nsec: UTIME_NOW } : { sec: atime, nsec: atimensec };
     if (valid & FATTR.MTIME) ch.mtime = valid & FATTR.MTIME_NOW ? { sec: 0, nsec: UTIME_NOW } : { sec: mtime, nsec: mtimensec };
     if (valid & FATTR.CTIME) ch.ctime = { sec: ctime, nsec: ctimensec };
-    const a = await this.fs.setattr(this.ctx(req), req.nodeid, ch, valid & FATTR.FH ? fh : undefined);
+    let a = await this.fs.setattr(this.ctx(req), req.nodeid, ch, valid & FATTR.FH ? fh : undefined);
+    if (valid & FATTR.KILL_SUIDGID) a = (await this.killSuidSgid(req.nodeid, valid & FATTR.FH ? fh : undefined, a)) ?? a;
     this.replyAttr(req, a);
   }
 
@@ -755,6 +788,7 @@ function optionsWithDefaults(o: LowLevelOptions): Required<LowLevelOptions> {
     maxPages,
     readAheadKiB: o.readAheadKiB ?? maxPages * 16, readdirplus: o.readdirplus ?? true,
     keepCache: o.keepCache ?? true, cacheDir: o.cacheDir ?? true, noOpendir: o.noOpendir ?? true, splice: o.splice ?? true,
+    killPrivV2: o.killPrivV2 ?? true,
     destroyOnUnmount: o.destroyOnUnmount ?? false,
   };
 }
