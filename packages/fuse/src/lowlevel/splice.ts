@@ -201,8 +201,9 @@ export class ReplySplicer {
         try {
           n = await spliceAsync(this.c, fd, off, p.data[1], length - got);
         } catch (e) {
-          // Nothing taken and the descriptor cannot splice (EINVAL): the caller reads instead.
-          if (got === 0 && e instanceof FsError && (e.code === 'EINVAL' || e.code === 'ENOSYS' || e.code === 'EOPNOTSUPP')) return undefined;
+          // Nothing taken and the descriptor cannot splice (EINVAL), or would not now (EAGAIN:
+          // the pipes are non-blocking): the caller reads into the buffer instead.
+          if (got === 0 && e instanceof FsError && (e.code === 'EINVAL' || e.code === 'ENOSYS' || e.code === 'EOPNOTSUPP' || e.code === 'EAGAIN')) return undefined;
           p.used = true;
           p.filled = got;
           throw e;
