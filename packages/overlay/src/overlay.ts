@@ -1743,18 +1743,26 @@ export class OverlayFs implements Filesystem {
       await this.setUpperOpaque(target.upper.ino, target.upper.attrIno, false).catch(() => undefined);
     }
     const ta = target?.upper ? await this.realAttr(target) : undefined;
-    if (exchange) {
-      await up.rename(this.m, oldDir, name, newDir, newname, RenameFlags.EXCHANGE);
-    } else if (oldPositive) {
-      await this.renameLeavingWhiteout(up, oldDir, name, newDir, newname, newUpperWhiteout);
-    } else {
-      if (newUpperWhiteout && up.whiteoutFormat === 'chardev' && old.type === 'directory') {
+    try {
+      if (exchange) {
         await up.rename(this.m, oldDir, name, newDir, newname, RenameFlags.EXCHANGE);
-        await up.deleteWhiteout(this.m, oldDir, name);
+      } else if (oldPositive) {
+        await this.renameLeavingWhiteout(up, oldDir, name, newDir, newname, newUpperWhiteout);
       } else {
-        if (newUpperWhiteout && up.whiteoutFormat !== 'chardev') await up.deleteWhiteout(this.m, newDir, newname);
-        await up.rename(this.m, oldDir, name, newDir, newname, 0);
+        if (newUpperWhiteout && up.whiteoutFormat === 'chardev' && old.type === 'directory') {
+          await up.rename(this.m, oldDir, name, newDir, newname, RenameFlags.EXCHANGE);
+          await up.deleteWhiteout(this.m, oldDir, name);
+        } else {
+          if (newUpperWhiteout && up.whiteoutFormat !== 'chardev') await up.deleteWhiteout(this.m, newDir, newname);
+          await up.rename(this.m, oldDir, name, newDir, newname, 0);
+        }
       }
+    } catch (e) {
+      // A failed upper rename can still have moved the parents' times (ext4 puts the old
+      // entry back after a RENAME_WHITEOUT that found the target not empty), as the kernel
+      // overlay then shows: drop what is cached of them.
+      for (const d of p === np ? [p] : [p, np]) { this.touch(d); this.changedAside(d); }
+      throw e;
     }
     if (p !== np) {
       if (old.type !== 'directory' && old.key !== originKey(0, old.upper!.attrIno)) await this.setImpure(np);

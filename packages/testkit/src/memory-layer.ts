@@ -819,7 +819,14 @@ export class MemoryLayer implements Layer {
         if (dstDir) checkAccess(tn!, ctx, AccessMode.W_OK);
       }
     }
-    if (dst && dstDir && !(flags & EXCHANGE) && tn!.entries!.size > 0) throw err('ENOTEMPTY');
+    if (dst && dstDir && !(flags & EXCHANGE) && tn!.entries!.size > 0) {
+      // As ext4: a RENAME_WHITEOUT sets the whiteout up before it finds the target not empty,
+      // and puts the old entry back on the way out, which moves the old parent's times.
+      if ((flags & WHITEOUT) && this.whiteoutFormat === 'chardev') {
+        this.mutate((d) => { const dp = this.dnode(d, parent); const now = nowTimespec(); dp.mtime = now; dp.ctime = now; });
+      }
+      throw err('ENOTEMPTY');
+    }
     this.mutate((d) => {
       const now = nowTimespec();
       const dp = this.dnode(d, parent);

@@ -490,7 +490,13 @@ export class OverlayModel {
     const opu = this.#objAt(oldDirPath).upper as MDir;
     const newParentMerged = newParent.lowers.length > 0 && !(npu.opaque);
     if (node.kind === 'd' && !node.opaque && newParentMerged) node.opaque = true;
-    if (target && pureUpperTarget && target.upper!.kind === 'd' && (target.upper as MDir).entries.size > 0) fail('ENOTEMPTY');
+    if (target && pureUpperTarget && target.upper!.kind === 'd' && (target.upper as MDir).entries.size > 0) {
+      // ext4 (the upper here) puts the whiteout of a RENAME_WHITEOUT in place before it finds
+      // the target not empty, and puts the old entry back on the way out: the old parent's
+      // times move although the rename failed.
+      if (lowerPosOld) opu.mtimeMs = NOW;
+      fail('ENOTEMPTY');
+    }
     // Remove the source name.
     opu.mtimeMs = NOW;
     npu.mtimeMs = NOW;
