@@ -667,7 +667,9 @@ class MountHandleImpl implements MountHandle {
         run('open', path, (c, since) => this.withIno(path, async (ino, entry) => {
           const writing = (flags & 3) !== OpenFlags.O_RDONLY || (flags & OpenFlags.O_TRUNC) !== 0;
           if (writing) await this.aim(path, ino);
-          const r = await fs.open(c, ino, flags & ~OpenFlags.O_CREAT & ~OpenFlags.O_EXCL & ~OpenFlags.O_TRUNC);
+          // Without O_DIRECT: libfuse's buffers are not aligned as the host's direct I/O needs
+          // (the kernel already bypasses its page cache for the caller).
+          const r = await fs.open(c, ino, flags & ~OpenFlags.O_CREAT & ~OpenFlags.O_EXCL & ~OpenFlags.O_TRUNC & ~OpenFlags.O_DIRECT);
           // Opening for writing copies up (new ctime and blocks; new entries in upper directories).
           if (writing) {
             this.kcache?.invalidate([path]);

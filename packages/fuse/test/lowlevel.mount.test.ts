@@ -312,6 +312,16 @@ describe.skipIf(mountSkip)('mountLowLevel() of an OverlayFs over PassthroughLaye
     expect(await shown()).toBe(want);
   });
 
+  it('reads and writes with O_DIRECT (4 KiB blocks and 1 MiB) and reads back the same bytes', async () => {
+    const f = q(join(mnt, 'direct'));
+    await sh(`head -c 300000 /dev/urandom > ${f}.src && dd if=${f}.src of=${f} bs=4k oflag=direct status=none && sync`);
+    expect(await sh(`cmp ${f}.src ${f} && echo same`)).toBe('same\n');
+    for (const bs of ['4k', '1M']) {
+      expect(await sh(`dd if=${f} of=${f}.${bs} bs=${bs} iflag=direct status=none && cmp ${f}.src ${f}.${bs} && echo same`)).toBe('same\n');
+    }
+    await sh(`rm -f ${f} ${f}.*`);
+  });
+
   it('gives every lookup back at unmount (the overlay and its layers back to 1)', async () => {
     await sh(`find ${q(mnt)} -exec stat {} + >/dev/null`);
     expect(overlay.liveInodes()).toBeGreaterThan(1);

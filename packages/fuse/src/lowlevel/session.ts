@@ -13,7 +13,7 @@ import { execFileSync } from 'node:child_process';
 import { closeSync, openSync, writeSync, writevSync } from 'node:fs';
 import { resolve as resolvePath } from 'node:path';
 import {
-  FsError, S_IFDIR, S_IFMT, S_IFREG, S_ISGID, S_ISUID, UTIME_NOW, toFsError, type Attr, type DirEntry, type Entry, type Filesystem, type RequestContext, type SetattrRequest,
+  FsError, OpenFlags, S_IFDIR, S_IFMT, S_IFREG, S_ISGID, S_ISUID, UTIME_NOW, toFsError, type Attr, type DirEntry, type Entry, type Filesystem, type RequestContext, type SetattrRequest,
 } from '@layerfs/core';
 import type { MountHandle, MountStats } from '../mount.js';
 import type { MountOptions } from '../options.js';
@@ -498,8 +498,11 @@ class LowLevelSession implements MountHandle {
         return this.replyEntry(req, await fs.link(this.ctx(req), old, ino, req.cstr()));
       }
       case Op.OPEN: {
+        // O_DIRECT stays with the kernel (it already bypasses its page cache for the caller):
+        // the host file is opened without it, as request and reply buffers are not aligned
+        // the way the host's direct I/O needs (every such READ and WRITE failed with EINVAL).
         const flags = req.u32(); const openFlags = req.u32();
-        const r = await fs.open(this.ctx(req), ino, flags);
+        const r = await fs.open(this.ctx(req), ino, flags & ~OpenFlags.O_DIRECT);
         if (openFlags & OPEN_KILL_SUIDGID) {
           try { await this.killSuidSgid(ino, r.fh); } catch (e) { await fs.release(this.ctx(req), ino, r.fh); throw e; }
         }
@@ -510,7 +513,7 @@ class LowLevelSession implements MountHandle {
       case Op.CREATE: {
         const flags = req.u32(); const mode = req.u32(); const umask = req.u32(); req.skip(4);
         const name = req.cstr();
-        const r = await fs.create(this.ctx(req, umask), ino, name, mode, flags);
+        const r = await fs.create(this.ctx(req, umask), ino, name, mode, flags & ~OpenFlags.O_DIRECT);
         this.handles.set(`f${r.fh}`, { ino: r.entry.ino, dir: false });
         return this.replyEntry(req, r.entry, (b, at) => writeOpenOut(b, r.fh, this.fileOpenFlags(r, r.entry.ino), at), OPEN_OUT);
       }

@@ -1,5 +1,6 @@
 /**
- * The path-based transport (`mount()`) after a copy-up: the kernel caches attributes for a
+ * The path-based transport (`mount()`) over host directories. O_DIRECT reads and writes work
+ * (the host file is opened without it). After a copy-up: the kernel caches attributes for a
  * long `attr_timeout`, and a copy-up changes the directories above the changed object (copied
  * up, or given a new subdirectory) without the kernel seeing a change in them. The overlay
  * reports them through `watchAttrs`, and the mount drops the kernel's attributes of the
@@ -16,7 +17,7 @@ import { mountSkip, sh, tempDir } from './helpers.js';
 
 const q = (p: string) => JSON.stringify(p);
 
-describe.skipIf(mountSkip)('mount() of an OverlayFs: attributes of the directories above a copy-up (needs root and /dev/fuse)', () => {
+describe.skipIf(mountSkip)('mount() of an OverlayFs over host directories: ancestors of a copy-up, O_DIRECT (needs root and /dev/fuse)', () => {
   let dir: string;
   let mnt: string;
   let h: MountHandle | undefined;
@@ -67,5 +68,15 @@ describe.skipIf(mountSkip)('mount() of an OverlayFs: attributes of the directori
     const want = await fresh(['c', 'd']);
     expect(want).not.toBe(before);
     expect(await shown()).toBe(want);
+  });
+
+  it('reads and writes with O_DIRECT (4 KiB blocks and 1 MiB) and reads back the same bytes', async () => {
+    const f = q(join(mnt, 'direct'));
+    await sh(`head -c 300000 /dev/urandom > ${f}.src && dd if=${f}.src of=${f} bs=4k oflag=direct status=none && sync`);
+    expect(await sh(`cmp ${f}.src ${f} && echo same`)).toBe('same\n');
+    for (const bs of ['4k', '1M']) {
+      expect(await sh(`dd if=${f} of=${f}.${bs} bs=${bs} iflag=direct status=none && cmp ${f}.src ${f}.${bs} && echo same`)).toBe('same\n');
+    }
+    await sh(`rm -f ${f} ${f}.*`);
   });
 });
