@@ -19,6 +19,19 @@ import type {
   WhiteoutFormat,
 } from './types.js';
 
+/**
+ * The property of `Filesystem.read`'s `into` buffer where a transport may offer a `ReadSink`
+ * (the low-level FUSE transport does, to splice the data from the host file to `/dev/fuse`).
+ */
+export const READ_SINK: unique symbol = Symbol.for('layerfs.readSink') as never;
+
+/**
+ * Takes up to `length` bytes of host descriptor `fd` at `position` (a regular file) itself;
+ * resolves the count taken (short only at end of file), or undefined when it took nothing and
+ * the reader should read into the buffer instead. The bytes never reach the buffer.
+ */
+export type ReadSink = (fd: number, position: number, length: number) => Promise<number | undefined>;
+
 /** What a transport's kernel keeps for a Filesystem (told through `watchAttrs`). */
 export interface KernelCaching {
   /**
@@ -62,7 +75,11 @@ export interface Filesystem {
   /**
    * Read up to `length` bytes at `position`; a shorter result means end of file. `into`
    * (optional, at least `length` bytes): a buffer the filesystem may read into, returning a
-   * view of it (the transport's reply buffer: no copy); it may also ignore it.
+   * view of it (the transport's reply buffer: no copy); it may also ignore it. When `into`
+   * carries a `ReadSink` (`into[READ_SINK]`), a filesystem that reads from a host descriptor
+   * may hand the descriptor to it instead: the data then never reaches `into`, and the result
+   * is a view of `into` as long as the count the sink took. Filesystems that pass `into` down
+   * (the overlay) pass the sink with it.
    */
   read(ctx: RequestContext, ino: number, fh: number, length: number, position: number, into?: Uint8Array): Promise<Uint8Array>;
   /**

@@ -8,20 +8,7 @@
  * process (see the fuse README, "libuv pool").
  */
 import { fdatasync, fstatSync, fsync, read, write } from 'node:fs';
-
-/**
- * The property of a read's `into` buffer that may carry a `ReadSink`: set by the low-level FUSE
- * transport (`@layerfs/fuse`, lowlevel/splice.ts, the same `Symbol.for` key) to splice the data
- * from the host file to `/dev/fuse` without copying it through the buffer.
- */
-export const READ_SINK: unique symbol = Symbol.for('layerfs.readSink') as never;
-
-/**
- * Takes up to `length` bytes of host descriptor `fd` at `position` (a regular file) itself;
- * resolves the count taken (short only at end of file), or undefined when it took nothing
- * (read into the buffer instead). The bytes never reach the buffer.
- */
-export type ReadSink = (fd: number, position: number, length: number) => Promise<number | undefined>;
+import { READ_SINK, type ReadSink } from '@layerfs/core';
 
 /** `pread` on the pool; resolves the count read (0 at end of file). */
 export function preadAsync(fd: number, buf: Uint8Array, offset: number, length: number, position: number): Promise<number> {

@@ -13,7 +13,7 @@ import { execFileSync } from 'node:child_process';
 import { closeSync, openSync, writeSync, writevSync } from 'node:fs';
 import { resolve as resolvePath } from 'node:path';
 import {
-  FsError, OpenFlags, S_IFDIR, S_IFMT, S_IFREG, S_ISGID, S_ISUID, UTIME_NOW, toFsError, type Attr, type DirEntry, type Entry, type Filesystem, type RequestContext, type SetattrRequest,
+  FsError, OpenFlags, READ_SINK, S_IFDIR, S_IFMT, S_IFREG, S_ISGID, S_ISUID, UTIME_NOW, toFsError, type ReadSink, type Attr, type DirEntry, type Entry, type Filesystem, type RequestContext, type SetattrRequest,
 } from '@layerfs/core';
 import type { MountHandle, MountStats } from '../mount.js';
 import type { MountOptions } from '../options.js';
@@ -23,7 +23,7 @@ import {
 } from './protocol.js';
 import { CallerGroups } from '../caller-groups.js';
 import { readDevice, type DeviceReader } from './device-reader.js';
-import { READ_SINK, ReplySplicer, type ReadSink } from './splice.js';
+import { ReplySplicer } from './splice.js';
 import { MS_NOATIME, MS_NODEV, MS_NOSUID, MS_RDONLY, abortConnection, deviceOf, runUmount, setReadAhead, sysMount } from './mount-syscall.js';
 
 /** The options both transports share, with the same meanings and defaults (`MountOptions`). */

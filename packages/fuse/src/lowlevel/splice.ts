@@ -19,21 +19,8 @@
  */
 import koffi from 'koffi';
 import { closeSync, writeSync } from 'node:fs';
-import { FsError, codeOf } from '@layerfs/core';
+import { FsError, codeOf, type ReadSink } from '@layerfs/core';
 import { OUT_HEADER, writeOutHeader } from './protocol.js';
-
-/**
- * The property of a read's `into` buffer that carries a `ReadSink`: `Symbol.for`, so
- * `@layerfs/passthrough` (which does not depend on this package) finds the same key.
- */
-export const READ_SINK: unique symbol = Symbol.for('layerfs.readSink') as never;
-
-/**
- * Takes up to `length` bytes of host descriptor `fd` at `position` (a regular file); resolves
- * the count taken (short only at end of file), or undefined when it took nothing and the
- * caller should read into the buffer instead. The bytes never reach the buffer.
- */
-export type ReadSink = (fd: number, position: number, length: number) => Promise<number | undefined>;
 
 const O_NONBLOCK = 0o4000;
 const O_CLOEXEC = 0o2000000;
