@@ -1081,8 +1081,8 @@ export class OverlayFs implements Filesystem {
       throw e;
     }
     await up.setattr(this.m, updir, { atime: pa.atime, mtime: pa.mtime });
-    const ra = await up.getattr(this.m, entry.ino);
-    n.upper = realRef(up, 0, entry.ino, ra.ino);
+    // The copy's attr.ino is the one its creation reported (a rename or setattr keeps it).
+    n.upper = realRef(up, 0, entry.ino, entry.attr.ino);
     this.forgetListing(n);
     this.invalidate(n);
     this.changedAside(n);

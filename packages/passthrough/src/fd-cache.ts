@@ -56,6 +56,11 @@ export interface CachedDirFd {
   readonly key: string;
 }
 
+/** Call `fn` with each proper ancestor of a layer path, shortest first ("a", "a/b" for "a/b/c"). */
+export function forEachAncestor(path: string, fn: (ancestor: string) => void): void {
+  for (let i = path.indexOf('/'); i > 0; i = path.indexOf('/', i + 1)) fn(path.slice(0, i));
+}
+
 /** Directory descriptors by path below the layer root, closed when evicted. */
 export class DirFdCache {
   private readonly lru: LRUCache<string, CachedDirFd>;
@@ -105,12 +110,11 @@ export class DirFdCache {
 
   /** Add `by` to the count of every ancestor of `path` (dropping counts that reach 0). */
   private countBelow(path: string, by: 1 | -1): void {
-    for (let i = path.indexOf('/'); i > 0; i = path.indexOf('/', i + 1)) {
-      const anc = path.slice(0, i);
+    forEachAncestor(path, (anc) => {
       const n = (this.below.get(anc) ?? 0) + by;
       if (n > 0) this.below.set(anc, n);
       else this.below.delete(anc);
-    }
+    });
   }
 
   /** Number of descriptors held. */

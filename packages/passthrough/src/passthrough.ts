@@ -55,7 +55,7 @@ import {
   type SetattrRequest, type StatFs, type Timespec, type WhiteoutFormat,
 } from '@layerfs/core';
 import { copyData, type CopyMethod } from './copy.js';
-import { DirFdCache, defaultMaxOpenFds, raiseNofileLimit } from './fd-cache.js';
+import { DirFdCache, defaultMaxOpenFds, forEachAncestor, raiseNofileLimit } from './fd-cache.js';
 import * as libc from './libc.js';
 import { AT_EMPTY_PATH, AT_FDCWD, AT_REMOVEDIR, AT_SYMLINK_NOFOLLOW, O, RESOLVE, type HostStat } from './libc.js';
 import { resolvePassthroughOptions, type IdMap, type PassthroughOptions, type ResolvedPassthroughOptions } from './options.js';
@@ -1011,7 +1011,8 @@ export class PassthroughLayer implements Layer {
 
   /**
    * Replace `from` (and, for a directory, everything below it) by `to` in the records'
-   * paths. A non-directory only touches its own record (`key`); a directory scans them all.
+   * paths. A non-directory only touches its own record (`key`), and so does a directory no
+   * record may lie below (`recordDirs`); otherwise every record is scanned.
    */
   private movePaths(from: string, to: string, subtree: boolean, key?: string): void {
     this.notePath(to);
@@ -1035,15 +1036,12 @@ export class PassthroughLayer implements Layer {
   private notePath(path: string): void {
     const last = path.lastIndexOf('/');
     if (last <= 0 || this.recordDirs.has(path.slice(0, last))) return;
-    for (let i = path.indexOf('/'); i > 0; i = path.indexOf('/', i + 1)) this.recordDirs.add(path.slice(0, i));
+    const add = (anc: string) => { this.recordDirs.add(anc); };
+    forEachAncestor(path, add);
     if (this.recordDirs.size <= this.recordDirsMax) return;
     // Rebuild from the live records; grow the bound if they alone fill half of it.
     this.recordDirs = new Set();
-    for (const r of this.table.records()) {
-      for (const p of r.value.paths) {
-        for (let i = p.indexOf('/'); i > 0; i = p.indexOf('/', i + 1)) this.recordDirs.add(p.slice(0, i));
-      }
-    }
+    for (const r of this.table.records()) for (const p of r.value.paths) forEachAncestor(p, add);
     if (this.recordDirs.size > this.recordDirsMax / 2) this.recordDirsMax *= 2;
   }
 
