@@ -1,11 +1,15 @@
 /**
- * Helpers of the fuse package's mount tests: the shared ones from `@layerfs/testkit`, and
- * `mountSkip` (true when real mounts cannot run here; RUN_MOUNT_TESTS=1 forces them).
+ * Helpers of the fuse package's mount tests: the shared ones from `@layerfs/testkit`,
+ * `mountSkip` (true when real mounts cannot run here; RUN_MOUNT_TESTS=1 forces them), and
+ * `mountHostOverlay` (an OverlayFs over host directories served in this process).
  */
 import { expect } from 'vitest';
 import * as fsp from 'node:fs/promises';
 import { join } from 'node:path';
-import { canMount } from '@layerfs/testkit';
+import type { Filesystem } from '@layerfs/core';
+import { canMount, tempDir } from '@layerfs/testkit';
+import { overlayFromDirs } from '../../overlay/src/index.js';
+import type { MountHandle } from '../src/index.js';
 
 export { canMount, recording, sh, shResult, tempDir, type Recorder } from '@layerfs/testkit';
 
@@ -37,4 +41,47 @@ export async function exerciseBasicOps(mnt: string): Promise<void> {
   await fsp.unlink(join(mnt, 'g'));
   await fsp.rmdir(join(mnt, 'd'));
   expect(await fsp.readdir(mnt)).toEqual([]);
+}
+
+/** An OverlayFs over `<dir>/lower`, `<dir>/upper` and `<dir>/work`, served at `<dir>/mnt`. */
+export interface HostOverlay {
+  /** The temporary directory holding the layers and the mount point. */
+  readonly dir: string;
+  /** The mount point. */
+  readonly mnt: string;
+  /** The overlay served. */
+  readonly overlay: Awaited<ReturnType<typeof overlayFromDirs>>;
+  /** The mount. */
+  readonly handle: MountHandle;
+  /** Unmount, destroy the overlay and remove `dir`. */
+  close(): Promise<void>;
+}
+
+/**
+ * Make a temporary directory named after `name` with `lower`, `upper`, `work` and `mnt`, let
+ * `prepare` fill it, and serve an OverlayFs over the three layers at `mnt` with `serve` (a
+ * transport: `mount` or `mountLowLevel`). Touch the mount only from child processes.
+ */
+export async function mountHostOverlay(
+  name: string, serve: (fs: Filesystem, mnt: string) => Promise<MountHandle>, prepare?: (dir: string) => Promise<void>,
+): Promise<HostOverlay> {
+  const dir = await tempDir(name);
+  const remove = () => fsp.rm(dir, { recursive: true, force: true });
+  let overlay: HostOverlay['overlay'] | undefined;
+  try {
+    for (const d of ['lower', 'upper', 'work', 'mnt']) await fsp.mkdir(join(dir, d));
+    await prepare?.(dir);
+    overlay = await overlayFromDirs({ lowerdir: join(dir, 'lower'), upperdir: join(dir, 'upper'), workdir: join(dir, 'work') });
+    const mnt = join(dir, 'mnt');
+    const handle = await serve(overlay, mnt);
+    const ov = overlay;
+    return {
+      dir, mnt, overlay: ov, handle,
+      async close() { await handle.unmount(); await ov.destroy(); await remove(); },
+    };
+  } catch (e) {
+    await overlay?.destroy();
+    await remove();
+    throw e;
+  }
 }

@@ -9,9 +9,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as fsp from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { overlayFromDirs } from '../../overlay/src/index.js';
 import { mountLowLevel, type LowLevelStats, type MountHandle } from '../src/index.js';
-import { mountSkip, sh, tempDir } from './helpers.js';
+import { mountHostOverlay, mountSkip, sh, type HostOverlay } from './helpers.js';
 
 const q = (p: string) => JSON.stringify(p);
 const as1234 = (cmd: string) => `setpriv --reuid 1234 --regid 1234 --clear-groups sh -c ${q(cmd)}`;
@@ -34,28 +33,25 @@ function script(dir: string): string {
 }
 
 describe.skipIf(mountSkip)('mountLowLevel(): HANDLE_KILLPRIV_V2 (needs root and /dev/fuse)', () => {
+  let m: HostOverlay | undefined;
   let dir: string;
   let mnt: string;
   let h: MountHandle | undefined;
-  let overlay: Awaited<ReturnType<typeof overlayFromDirs>>;
   const stats = () => h!.stats() as LowLevelStats;
 
   beforeAll(async () => {
-    dir = await tempDir('fuse-lowlevel-killpriv');
-    // uid 1234 must reach the directories.
-    for (let d = dir; d !== '/' && d.includes('layerfs-'); d = dirname(d)) await fsp.chmod(d, 0o755);
-    for (const d of ['lower', 'upper', 'work', 'mnt', 'native']) await fsp.mkdir(join(dir, d));
-    for (const d of ['upper', 'native']) await fsp.chmod(join(dir, d), 0o777);
-    for (const d of ['lower', 'native']) await fsp.writeFile(join(dir, d, 'lw'), 'low');
-    mnt = join(dir, 'mnt');
-    overlay = await overlayFromDirs({ lowerdir: join(dir, 'lower'), upperdir: join(dir, 'upper'), workdir: join(dir, 'work') });
-    h = await mountLowLevel(overlay, mnt, { allowOther: true });
+    m = await mountHostOverlay('fuse-lowlevel-killpriv', (fs, mp) => mountLowLevel(fs, mp, { allowOther: true }), async (d) => {
+      // uid 1234 must reach the directories.
+      for (let a = d; a !== '/' && a.includes('layerfs-'); a = dirname(a)) await fsp.chmod(a, 0o755);
+      await fsp.mkdir(join(d, 'native'));
+      for (const x of ['upper', 'native']) await fsp.chmod(join(d, x), 0o777);
+      for (const x of ['lower', 'native']) await fsp.writeFile(join(d, x, 'lw'), 'low');
+    });
+    ({ dir, mnt, handle: h } = m);
   });
 
   afterAll(async () => {
-    await h?.unmount();
-    await overlay?.destroy();
-    await fsp.rm(dir, { recursive: true, force: true });
+    await m?.close();
   });
 
   it('drops set-id bits as a host filesystem does (write, truncate, O_TRUNC open, chown; root keeps them)', async () => {

@@ -12,9 +12,8 @@ import { createHash, randomBytes } from 'node:crypto';
 import * as fsp from 'node:fs/promises';
 import { join } from 'node:path';
 import { MemoryLayer } from '@layerfs/testkit';
-import { overlayFromDirs } from '../../overlay/src/index.js';
 import { mountLowLevel, type LowLevelStats, type MountHandle } from '../src/index.js';
-import { mountSkip, sh, tempDir } from './helpers.js';
+import { mountHostOverlay, mountSkip, sh, tempDir, type HostOverlay } from './helpers.js';
 
 const q = (p: string) => JSON.stringify(p);
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
@@ -54,30 +53,26 @@ async function childReads(file: string, reads: [number, number][], random: boole
 }
 
 describe.skipIf(mountSkip)('mountLowLevel(): READ replies spliced from host files (needs root and /dev/fuse)', () => {
+  let m: HostOverlay | undefined;
   let dir: string;
   let mnt: string;
   let h: MountHandle | undefined;
-  let overlay: Awaited<ReturnType<typeof overlayFromDirs>>;
   let data: Buffer;
   let pipesBefore: number;
   const stats = () => h!.stats() as LowLevelStats;
 
   beforeAll(async () => {
-    dir = await tempDir('fuse-lowlevel-splice');
-    for (const d of ['lower', 'upper', 'work', 'mnt']) await fsp.mkdir(join(dir, d));
-    data = randomBytes(3 * MiB + 12345);
-    await fsp.writeFile(join(dir, 'lower', 'big'), data);
-    await fsp.writeFile(join(dir, 'lower', 'small'), data.subarray(0, 1000));
-    mnt = join(dir, 'mnt');
-    pipesBefore = await pipes();
-    overlay = await overlayFromDirs({ lowerdir: join(dir, 'lower'), upperdir: join(dir, 'upper'), workdir: join(dir, 'work') });
-    h = await mountLowLevel(overlay, mnt);
+    m = await mountHostOverlay('fuse-lowlevel-splice', (fs, mp) => mountLowLevel(fs, mp), async (d) => {
+      data = randomBytes(3 * MiB + 12345);
+      await fsp.writeFile(join(d, 'lower', 'big'), data);
+      await fsp.writeFile(join(d, 'lower', 'small'), data.subarray(0, 1000));
+      pipesBefore = await pipes();   // before the mount: its pipes are made with it
+    });
+    ({ dir, mnt, handle: h } = m);
   });
 
   afterAll(async () => {
-    await h?.unmount();
-    await overlay?.destroy();
-    await fsp.rm(dir, { recursive: true, force: true });
+    await m?.close();
   });
 
   it('mounts with max_read a spliced reply fits in (a pipe less a page)', async () => {

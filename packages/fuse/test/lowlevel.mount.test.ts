@@ -5,7 +5,8 @@
  * sharing one kernel inode, cached listings dropped after a change, 1 MiB write requests,
  * lookup balance after unmount); an OverlayFs over PassthroughLayers served in this process
  * and touched only from child processes (copy-up, whiteouts, lookups of the overlay and
- * every layer back to 1); and the kernel-overlayfs oracle against a daemon that serves the
+ * every layer back to 1; the copy-up invalidations and O_DIRECT are in
+ * overlay-host.mount.test.ts, for both transports); and the kernel-overlayfs oracle against a daemon that serves the
  * overlay with this transport (bench/lib/layerfs-server.mjs, LAYERFS_TRANSPORT=lowlevel).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -17,9 +18,8 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { ROOT_CONTEXT } from '@layerfs/core';
 import { MemoryLayer, kernelOverlayUnavailable, runMountOracle } from '@layerfs/testkit';
-import { overlayFromDirs } from '../../overlay/src/index.js';
 import { findMount, mountLowLevel, type LowLevelStats, type MountHandle } from '../src/index.js';
-import { exerciseBasicOps, mountSkip, recording, sh, shResult, tempDir, type Recorder } from './helpers.js';
+import { exerciseBasicOps, mountHostOverlay, mountSkip, recording, sh, shResult, tempDir, type HostOverlay, type Recorder } from './helpers.js';
 
 const q = (p: string) => JSON.stringify(p);
 
@@ -250,24 +250,21 @@ describe.skipIf(mountSkip)('mountLowLevel() with allow_other: other users get th
 });
 
 describe.skipIf(mountSkip)('mountLowLevel() of an OverlayFs over PassthroughLayers, touched from child processes (needs root and /dev/fuse)', () => {
+  let m: HostOverlay | undefined;
   let dir: string;
   let mnt: string;
   let h: MountHandle | undefined;
-  let overlay: Awaited<ReturnType<typeof overlayFromDirs>>;
+  let overlay: HostOverlay['overlay'];
 
   beforeAll(async () => {
-    dir = await tempDir('fuse-lowlevel-ovl');
-    for (const d of ['lower', 'upper', 'work', 'mnt']) await fsp.mkdir(join(dir, d));
-    await sh(`cd ${q(join(dir, 'lower'))} && mkdir -p sub/deep && echo low > sub/f && echo keep > k && echo deep > sub/deep/x && ln k klink && echo hl > h1 && ln h1 h2 && mkdir -p anc/b && touch anc/b/a`);
-    mnt = join(dir, 'mnt');
-    overlay = await overlayFromDirs({ lowerdir: join(dir, 'lower'), upperdir: join(dir, 'upper'), workdir: join(dir, 'work') });
-    h = await mountLowLevel(overlay, mnt);
+    m = await mountHostOverlay('fuse-lowlevel-ovl', (fs, mp) => mountLowLevel(fs, mp), async (d) => {
+      await sh(`cd ${q(join(d, 'lower'))} && mkdir -p sub/deep && echo low > sub/f && echo keep > k && echo deep > sub/deep/x && ln k klink && echo hl > h1 && ln h1 h2 && mkdir -p anc/b && touch anc/b/a`);
+    });
+    ({ dir, mnt, overlay, handle: h } = m);
   });
 
   afterAll(async () => {
-    await h?.unmount();
-    await overlay?.destroy();
-    await fsp.rm(dir, { recursive: true, force: true });
+    await m?.close();
   });
 
   it('copies up, whites out and lists the merged tree', async () => {
@@ -290,36 +287,6 @@ describe.skipIf(mountSkip)('mountLowLevel() of an OverlayFs over PassthroughLaye
     expect(await sh(`cat ${q(join(dir, 'upper', 'h1'))} && ls ${q(join(dir, 'upper'))}`)).toMatch(/^hl\nmore\n/);
     await sh(`cd ${m} && chmod 600 h2`);
     expect(await sh(`cd ${m} && stat -c %a h1 h2 && cat h2`)).toBe('644\n600\nhl\n');
-  });
-
-  it('shows fresh attributes of the directories above a copy-up (the overlay reports them through watchAttrs; invalidated before the reply)', async () => {
-    const shown = () => sh(`cd ${q(mnt)} && stat -c '%h %Y %Z' anc anc/b`);
-    const before = await shown();
-    await sh(`setfattr -n user.k -v 1 ${q(join(mnt, 'anc', 'b', 'a'))}`);   // copies up anc and anc/b
-    const fresh = async (names: string[]) => {
-      let parent = 1;
-      const out: string[] = [];
-      for (const n of names) {
-        const e = await overlay.lookup(ROOT_CONTEXT, parent, n);
-        await overlay.forget(ROOT_CONTEXT, e.ino, 1);
-        out.push(`${e.attr.nlink} ${e.attr.mtime.sec} ${e.attr.ctime.sec}`);
-        parent = e.ino;
-      }
-      return `${out.join('\n')}\n`;
-    };
-    const want = await fresh(['anc', 'b']);
-    expect(want).not.toBe(before);   // the copy-up changed what the overlay reports
-    expect(await shown()).toBe(want);
-  });
-
-  it('reads and writes with O_DIRECT (4 KiB blocks and 1 MiB) and reads back the same bytes', async () => {
-    const f = q(join(mnt, 'direct'));
-    await sh(`head -c 300000 /dev/urandom > ${f}.src && dd if=${f}.src of=${f} bs=4k oflag=direct status=none && sync`);
-    expect(await sh(`cmp ${f}.src ${f} && echo same`)).toBe('same\n');
-    for (const bs of ['4k', '1M']) {
-      expect(await sh(`dd if=${f} of=${f}.${bs} bs=${bs} iflag=direct status=none && cmp ${f}.src ${f}.${bs} && echo same`)).toBe('same\n');
-    }
-    await sh(`rm -f ${f} ${f}.*`);
   });
 
   it('gives every lookup back at unmount (the overlay and its layers back to 1)', async () => {
