@@ -676,10 +676,30 @@ export class OverlayFs implements Filesystem {
     return this.cacheFileAttrsOption ?? this.kernelHolders === 0;
   }
 
-  /** A directory's entries changed: its times, size and nlink are stale, not its mode or owner. */
+  /**
+   * A directory's entries or a file's data changed: its times, size and nlink are stale, not
+   * its mode or owner.
+   */
   private touch(n: OvlNode): void {
     n.attr = undefined;
     n.attrVersion++;
+  }
+
+  /**
+   * After a write, a truncate or an O_TRUNC open by a caller without CAP_FSETID (uid ≠ 0, as
+   * the layers judge it): drop set-user-ID, and set-group-ID with group-execute, as the
+   * kernel's file_remove_privs does at the overlay before it writes through the mounter's
+   * credentials (the layers, called as the mounter, would keep them). `mode`: the mode before.
+   * Returns the new attributes when it changed the mode.
+   */
+  private async removePrivs(ctx: RequestContext, n: OvlNode, mode: number, real: RealRef, fh?: number): Promise<Attr | undefined> {
+    if (!this.checkPerms || ctx.uid === 0 || n.type !== 'file') return undefined;
+    const drop = (mode & S_ISUID) | ((mode & (S_ISGID | 0o010)) === (S_ISGID | 0o010) ? S_ISGID : 0);
+    if (drop === 0) return undefined;
+    const a = await real.layer.setattr(this.m, real.ino, { mode: mode & ~drop & 0o7777 }, fh);
+    this.invalidate(n);
+    this.changedAside(n);
+    return a;
   }
 
   /** Attributes good for permission checks (mode, uid, gid): possibly with stale times. */
@@ -1406,8 +1426,9 @@ export class OverlayFs implements Filesystem {
     const h = fh !== undefined ? this.files.get(fh) : undefined;
     const useFh = h && h.node === n && h.real === n.upper ? h.fh : undefined;
     this.invalidate(n);
-    const r = await up.setattr(this.m, n.upper!.ino, c, useFh);
+    let r = await up.setattr(this.m, n.upper!.ino, c, useFh);
     this.invalidate(n);
+    if (c.size !== undefined && c.mode === undefined) r = (await this.removePrivs(ctx, n, r.mode, n.upper!, useFh)) ?? r;
     return this.present(n, r);
   }
 
@@ -1909,11 +1930,20 @@ export class OverlayFs implements Filesystem {
     const write = opensForWrite(flags) && (n.type === 'file' || n.type === 'directory' || n.type === 'symlink');
     if (write && !this.upper) throw fsErr('EROFS');
     await this.check(ctx, n, mask);
+    const modeBefore = (flags & OpenFlags.O_TRUNC) && ctx.uid !== 0 ? (await this.permOf(n)).mode : undefined;
     if (write && !n.upper) await this.mutate(() => this.copyUp(n, (flags & OpenFlags.O_TRUNC) === 0));
     const real = n.upper ?? n.firstLower!;
     const realFlags = flags & ~(OpenFlags.O_CREAT | OpenFlags.O_EXCL | OpenFlags.O_NOCTTY);
     const o = await real.layer.open(this.m, real.ino, realFlags);
     if (flags & OpenFlags.O_TRUNC) this.invalidate(n);
+    if (modeBefore !== undefined) {
+      try {
+        await this.removePrivs(ctx, n, modeBefore, real, o.fh);
+      } catch (e) {
+        await real.layer.release(this.m, real.ino, o.fh).catch(() => undefined);
+        throw e;
+      }
+    }
     const fh = this.nextFh++;
     this.files.set(fh, { node: n, real, fh: o.fh, flags: realFlags });
     this.ref(n);
@@ -1954,14 +1984,20 @@ export class OverlayFs implements Filesystem {
   }
 
   /** Write to an open file. */
-  async write(_ctx: RequestContext, _ino: number, fh: number, data: Uint8Array, position: number): Promise<number> {
+  async write(ctx: RequestContext, _ino: number, fh: number, data: Uint8Array, position: number): Promise<number> {
     const h = await this.currentReal(this.handle(fh));
-    this.invalidate(h.node);
+    const n = h.node;
+    // Mode and owner stay known across writes (a write changes size and times only).
+    const mode = ctx.uid !== 0 && this.checkPerms && n.type === 'file' ? (await this.permOf(n)).mode : 0;
+    this.touch(n);
+    let done: number;
     try {
-      return await h.real.layer.write(this.m, h.real.ino, h.fh, data, position);
+      done = await h.real.layer.write(this.m, h.real.ino, h.fh, data, position);
     } finally {
-      this.invalidate(h.node);
+      this.touch(n);
     }
+    if (done > 0) await this.removePrivs(ctx, n, mode, h.real, h.fh);
+    return done;
   }
 
   /** close(2) of a descriptor. */

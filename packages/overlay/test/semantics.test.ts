@@ -126,6 +126,25 @@ describe('cacheFileAttrs', () => {
   });
 });
 
+describe('set-id bits after a change by a caller without CAP_FSETID', () => {
+  it('a write, a truncate and an O_TRUNC open by the owner drop set-user-ID (and set-group-ID with group-execute), as the kernel overlay does; root keeps them', async () => {
+    const own = { uid: USER.uid, gid: USER.gid };
+    const o = await memOverlay([{
+      w: file('x', 0o6755, own), t: file('x', 0o6755, own), o: file('x', 0o6755, own), g: file('x', 0o2745, own), r: file('x', 0o4755, own),
+    }], {}, {});
+    const user = new Volume(o.ov, { context: USER });
+    await user.appendFile('/w', 'y');                 // lower file: copied up, then written
+    await user.truncate('/t', 1);
+    await (await user.open('/o', 'w')).close();      // O_TRUNC
+    await user.appendFile('/g', 'y');                 // set-group-ID without group-execute stays
+    await o.vol.appendFile('/r', 'y');                // root keeps set-user-ID
+    const modes = [];
+    for (const f of ['w', 't', 'o', 'g', 'r']) modes.push(((await o.vol.stat(`/${f}`)).mode & 0o7777).toString(8));
+    expect(modes).toEqual(['755', '755', '755', '2745', '4755']);
+    await expectNoLeaks(o);
+  });
+});
+
 describe('copy-up', () => {
   it('watchAttrs reports what a copy-up changed aside: each copied object and the upper directory it landed in', async () => {
     const o = await memOverlay([{ a: { b: { f: 'x' } }, other: 'o' }]);
