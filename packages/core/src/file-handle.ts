@@ -274,7 +274,9 @@ export class FileHandle {
       if (n <= 0) throw FsError.of('EIO', 'the filesystem wrote nothing');
       done += n;
     }
-    if (position === undefined) {
+    // As write(2): the position moves only when something was written (an empty O_APPEND
+    // write leaves it where it was).
+    if (position === undefined && done > 0) {
       this.#position = (this.#flags & OpenFlags.O_APPEND) !== 0
         ? (await this.#fs.getattr(this.#ctx, this.#ino, this.#fh)).size
         : start + done;

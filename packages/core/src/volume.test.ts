@@ -350,6 +350,17 @@ describe('Volume I/O and FileHandle', () => {
     expect((await vol.stat('/copy')).size).toBe(big.length);
   });
 
+  it('leaves the position where it was after an empty write, O_APPEND too (as write(2); found by volume-vs-node, seed -1002164846)', async () => {
+    const { vol } = setup();
+    await vol.writeFile('/a', 'hello');
+    const h = await vol.open('/a', 'a+');
+    await h.write('');
+    const buf = Buffer.alloc(20, 0x20);
+    expect((await h.read(buf, 0, 20, null)).bytesRead).toBe(5);
+    expect(buf.toString()).toBe('hello               ');
+    await h.close();
+  });
+
   it('reads and writes with Node\'s position rules; O_APPEND writes land at the end', async () => {
     const { vol } = setup();
     await vol.writeFile('/f', 'hello');
