@@ -62,6 +62,8 @@ import { resolvePassthroughOptions, type IdMap, type PassthroughOptions, type Re
 
 /** The path (below the root) of the work directory: a component no name can be. */
 const WORK = '\u0000work';
+/** Name of the shared whiteout in the work directory (every chardev whiteout links to it). */
+const SHARED_WHITEOUT = '#layerfs-whiteout';
 /** The path given to a removed directory (never opened: creations in it fail first). */
 const ORPHAN = '\u0000removed';
 /** Longest path handed to one openat2 call (PATH_MAX is 4096 with the NUL). */
@@ -304,6 +306,10 @@ export class PassthroughLayer implements Layer {
   readonly options: ResolvedPassthroughOptions;
   private readonly rootFd: number;
   private readonly workFd: number | undefined;
+  /** New whiteouts are links to the work directory's shared one (off once a link was refused). */
+  private shareWhiteouts = true;
+  /** This layer made or linked the shared whiteout (it removes it at destroy). */
+  private sharedWhiteoutMade = false;
   private readonly rootDev: number;
   private readonly table: InodeTable<PtNode>;
   private readonly cache: DirFdCache;
@@ -1638,7 +1644,10 @@ export class PassthroughLayer implements Layer {
       if (r.value.orphanFd !== undefined) { try { closeSync(r.value.orphanFd); } catch { /* closed */ } }
     }
     this.cache.clear();
-    if (this.workFd !== undefined) closeSync(this.workFd);
+    if (this.workFd !== undefined) {
+      if (this.sharedWhiteoutMade) ignoring(['ENOENT', 'EROFS'], () => libc.unlinkat(this.workFd!, SHARED_WHITEOUT, 0));
+      closeSync(this.workFd);
+    }
     closeSync(this.rootFd);
   }
 
@@ -1654,9 +1663,42 @@ export class PassthroughLayer implements Layer {
       const marker = OCI_WHITEOUT_PREFIX + name;
       validateName(marker);
       closeSync(libc.openat(d.fd, marker, O.WRONLY | O.CREAT | O.EXCL | O.NOFOLLOW, 0));
-    } else {
+    } else if (parent === this.workIno || !this.linkSharedWhiteout(d.fd, name)) {
       libc.mknodat(d.fd, name, S_IFCHR, 0);
     }
+  }
+
+  /**
+   * Make `name` in `pfd` a link to the work directory's shared whiteout, as the kernel's
+   * overlayfs does (ovl_whiteout): a link allocates no inode (ext4 here: link 6 µs, mknod 150 µs
+   * per whiteout). The shared one is made on first use and again when it is gone (the union
+   * cleaned the work directory) or full (EMLINK); a filesystem that refuses the link turns
+   * sharing off. False when there is no work directory or sharing is off: the caller makes
+   * its own whiteout. Whiteouts staged in the work directory itself are never links, so the
+   * work directory holds only the shared one.
+   */
+  private linkSharedWhiteout(pfd: number, name: string): boolean {
+    if (this.workFd === undefined || !this.shareWhiteouts) return false;
+    for (let attempt = 0; attempt < 2; attempt++) {
+      try {
+        libc.linkat(this.workFd, SHARED_WHITEOUT, pfd, name, 0);
+        this.sharedWhiteoutMade = true;
+        return true;
+      } catch (e) {
+        const code = (e as { code?: unknown }).code;
+        if (code === 'EEXIST') throw e;
+        if (attempt > 0 || (code !== 'ENOENT' && code !== 'EMLINK')) break;
+        try {
+          const tmp = `${SHARED_WHITEOUT}-${process.pid.toString(16)}`;
+          libc.mknodat(this.workFd, tmp, S_IFCHR, 0);
+          libc.renameat2(this.workFd, tmp, this.workFd, SHARED_WHITEOUT, 0);
+        } catch {
+          break;
+        }
+      }
+    }
+    this.shareWhiteouts = false;
+    return false;
   }
 
   /** Remove the whiteout for `name`; ENOENT if `name` is not a whiteout here. */

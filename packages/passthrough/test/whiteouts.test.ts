@@ -28,6 +28,47 @@ beforeEach(() => {
 afterEach(() => removeDir(dir));
 
 describe('chardev format', () => {
+  it('with a work directory, whiteouts are links to one shared whiteout there (as the kernel overlayfs makes them); it is made again when gone; destroy removes it', async () => {
+    const root = `${dir}/root`;
+    const work = `${dir}/work`;
+    fs.mkdirSync(root);
+    fs.mkdirSync(work);
+    fs.mkdirSync(`${root}/sub`);
+    const L = new PassthroughLayer(root, { whiteoutFormat: 'chardev', workdir: work });
+    const sub = await L.lookup(ctx, ROOT_INO, 'sub');
+    await L.createWhiteout(ctx, ROOT_INO, 'a');
+    await L.createWhiteout(ctx, sub.ino, 'b');
+    const [a, b] = [fs.lstatSync(`${root}/a`), fs.lstatSync(`${root}/sub/b`)];
+    for (const s of [a, b]) {
+      expect(s.isCharacterDevice()).toBe(true);
+      expect(s.rdev).toBe(0);
+    }
+    expect(b.ino).toBe(a.ino);
+    expect(fs.readdirSync(work)).toHaveLength(1);
+    expect(fs.lstatSync(`${work}/${fs.readdirSync(work)[0]}`).ino).toBe(a.ino);
+    expect(a.nlink).toBe(3);
+    // Removing one whiteout leaves the others.
+    await L.deleteWhiteout(ctx, ROOT_INO, 'a');
+    expect(fs.existsSync(`${root}/a`)).toBe(false);
+    expect(await L.isWhiteout(ctx, sub.ino, 'b')).toBe(true);
+    // The work directory emptied behind the layer's back (a union cleans it): a new shared one.
+    for (const n of fs.readdirSync(work)) fs.unlinkSync(`${work}/${n}`);
+    await L.createWhiteout(ctx, ROOT_INO, 'c');
+    expect(fs.lstatSync(`${root}/c`).isCharacterDevice()).toBe(true);
+    expect(fs.lstatSync(`${root}/c`).nlink).toBe(2);
+    // A whiteout staged in the work directory is its own inode (the rename moves it out whole).
+    await L.createWhiteout(ctx, L.workIno!, 'staged');
+    expect(fs.lstatSync(`${work}/staged`).nlink).toBe(1);
+    await L.rename(ctx, L.workIno!, 'staged', ROOT_INO, 'd', 0);
+    expect(await L.isWhiteout(ctx, ROOT_INO, 'd')).toBe(true);
+    await L.forget(ctx, sub.ino, 1);
+    expect(L.liveInodes()).toBe(1);
+    await L.destroy();
+    expect(fs.readdirSync(work)).toEqual([]);
+    expect(fs.lstatSync(`${root}/c`).isCharacterDevice()).toBe(true);
+    expect(fs.lstatSync(`${root}/sub/b`).nlink).toBe(1);
+  });
+
   it('createWhiteout makes a 0/0 char device; lookup/readdir/isWhiteout report it; deleteWhiteout removes it', async () => {
     const L = new PassthroughLayer(dir, { whiteoutFormat: 'chardev' });
     expect(L.whiteoutFormat).toBe('chardev');
