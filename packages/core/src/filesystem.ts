@@ -46,6 +46,14 @@ export interface KernelCaching {
 export interface Filesystem {
   /** Resolve `name` in directory `parent`; +1 lookup on the result. ENOENT if absent. */
   lookup(ctx: RequestContext, parent: number, name: string): Promise<Entry>;
+  /**
+   * `lookup` that resolves to undefined where `lookup` would reject with ENOENT because `name`
+   * is not in `parent` (other failures reject as `lookup`'s do). The miss is the common answer
+   * of a union's layers and of a negative LOOKUP through a mount, and a rejected promise costs
+   * V8 about 3.5 µs for each async function it passes through; a value costs nothing. Optional:
+   * call it through `lookupIfExists(fs, …)`, which falls back to `lookup`.
+   */
+  lookupIfExists?(ctx: RequestContext, parent: number, name: string): Promise<Entry | undefined>;
   /** Give back `nlookup` lookups of `ino`. Never fails; over-forgetting is clamped and reported. */
   forget(ctx: RequestContext, ino: number, nlookup: number): Promise<void>;
   /** Attributes of `ino` (`fh` when the call comes through an open handle). */
@@ -198,6 +206,20 @@ export interface Layer extends Filesystem {
 /** Reject with ENOSYS, naming the operation: the default of every FilesystemBase method. */
 function unsupported(op: string): Promise<never> {
   return Promise.reject(new FsError('ENOSYS', { syscall: op, detail: `${op} is not supported by this filesystem` }));
+}
+
+/**
+ * `fs.lookupIfExists` where `fs` has it, else `fs.lookup` with its ENOENT turned into undefined:
+ * one way for every caller to look a name up when a miss is an answer, not a failure.
+ */
+export async function lookupIfExists(fs: Filesystem, ctx: RequestContext, parent: number, name: string): Promise<Entry | undefined> {
+  if (fs.lookupIfExists) return fs.lookupIfExists(ctx, parent, name);
+  try {
+    return await fs.lookup(ctx, parent, name);
+  } catch (e) {
+    if ((e as { code?: unknown }).code === 'ENOENT') return undefined;
+    throw e;
+  }
 }
 
 /**

@@ -14,7 +14,7 @@ import type { Readable, Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { FsError, isFsError, toFsError, type FsErrorContext } from './errors.js';
 import { FileHandle, ownerChange } from './file-handle.js';
-import { ROOT_INO, type Filesystem } from './filesystem.js';
+import { ROOT_INO, lookupIfExists, type Filesystem } from './filesystem.js';
 import { PATH_MAX } from './names.js';
 import { BigIntStats, Dirent, Stats } from './stats.js';
 import { readStreamOf, writeStreamOf, type ReadStreamOptions, type WriteStreamOptions } from './volume-streams.js';
@@ -125,6 +125,12 @@ class Lookups {
   /** Look `name` up in `parent`, recording the lookup taken. */
   async lookup(parent: number, name: string): Promise<Entry> {
     return this.took(await this.fs.lookup(this.ctx, parent, name));
+  }
+
+  /** `lookup` that resolves to undefined when `name` is not in `parent`. */
+  async lookupIfExists(parent: number, name: string): Promise<Entry | undefined> {
+    const e = await lookupIfExists(this.fs, this.ctx, parent, name);
+    return e === undefined ? undefined : this.took(e);
   }
 
   /** Record the lookup an entry-returning call (mkdir, create, link, …) took. */
@@ -592,13 +598,13 @@ export class Volume {
         await this.#permit(cur.ino, AccessMode.X_OK);
         throw FsError.of('EISDIR');
       }
-      let entry: Entry;
+      let entry: Entry | undefined;
       try {
-        entry = l.lookupNow(cur.ino, c) ?? await l.lookup(cur.ino, c);
+        entry = l.lookupNow(cur.ino, c) ?? (last && allowMissing ? await l.lookupIfExists(cur.ino, c) : await l.lookup(cur.ino, c));
       } catch (e) {
-        if (last && allowMissing && isFsError(e, 'ENOENT')) return { stack, name: c, missing: true, dirOnly };
-        throw e;
+        if (!(last && allowMissing && isFsError(e, 'ENOENT'))) throw e;
       }
+      if (!entry) return { stack, name: c, missing: true, dirOnly };
       if (isSymlink(entry.attr.mode) && (!last || final === 'follow')) {
         if (++links > MAX_SYMLINKS) throw FsError.of('ELOOP');
         const target = await this.#fs.readlink(this.#ctx, entry.ino);

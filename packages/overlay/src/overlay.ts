@@ -19,7 +19,7 @@
 import {
   AccessMode, FsError, InodeTable, OpenFlags, compactInt, RenameFlags, ROOT_INO, S_IFCHR, S_IFDIR, S_IFMT,
   S_IFREG, S_ISGID, S_ISUID, S_ISVTX, UTIME_NOW, Whence, checkAccess, checkSticky, inGroup,
-  isOwnerOrRoot, mayAccess, opensForWrite, processContext, typeOfMode, validateName,
+  isOwnerOrRoot, lookupIfExists, mayAccess, opensForWrite, processContext, typeOfMode, validateName,
   type Attr, type CreateResult, type DirEntry, type Entry, type ErrnoCode, type FileType,
   type Filesystem, type KernelCaching, type Layer, type OpenResult, type Ownership, type RequestContext, type SetattrRequest,
   type StatFs,
@@ -835,17 +835,18 @@ export class OverlayFs implements Filesystem {
     const k = `${d.idx}:${d.attrIno}/${name}`;
     if (lower ? this.lowerMisses.has(k) : this.upperMisses.get(k) === this.nsGen && this.nsGen % 2 === 0) return undefined;
     const gen = this.nsGen;
+    let e: Entry | undefined;
     try {
-      return await d.layer.lookup(this.m, d.ino, name);
+      e = await lookupIfExists(d.layer, this.m, d.ino, name);
     } catch (err) {
       const c = codeOf(err);
-      if (c === 'ENOENT' || c === 'ENOTDIR') {
-        if (lower) this.lowerMisses.set(k, true);
-        else if (gen === this.nsGen && gen % 2 === 0) this.upperMisses.set(k, gen);
-        return undefined;
-      }
-      throw err;
+      if (c !== 'ENOENT' && c !== 'ENOTDIR') throw err;
     }
+    if (!e) {
+      if (lower) this.lowerMisses.set(k, true);
+      else if (gen === this.nsGen && gen % 2 === 0) this.upperMisses.set(k, gen);
+    }
+    return e;
   }
 
   /** The identity of an object from what a lookup found (reading the origin xattr if needed). */
@@ -1352,11 +1353,18 @@ export class OverlayFs implements Filesystem {
 
   /** Resolve `name` in directory `parent`; +1 lookup. */
   async lookup(ctx: RequestContext, parent: number, name: string): Promise<Entry> {
+    const e = await this.lookupIfExists(ctx, parent, name);
+    if (!e) throw fsErr('ENOENT');
+    return e;
+  }
+
+  /** `lookup` that resolves to undefined for a name the union does not show (no rejection). */
+  async lookupIfExists(ctx: RequestContext, parent: number, name: string): Promise<Entry | undefined> {
     const p = this.dirNode(parent);
     const cached = this.cachedLookup(ctx, p, name);
     if (cached) return cached;
     const n = await this.lookupFor(ctx, p, name);
-    if (!n) throw fsErr('ENOENT');
+    if (!n) return undefined;
     try {
       return await this.entryOf(n);
     } catch (e) {

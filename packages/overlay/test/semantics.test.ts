@@ -28,6 +28,23 @@ describe('lookup and merge', () => {
     await expectNoLeaks(o);
   });
 
+  it('lookupIfExists: undefined where lookup is ENOENT (missing, whited out, under an opaque dir), the entry where it finds one', async () => {
+    const o = await memOverlay([{ a: 'lower-a', o: { hidden: '1' }, w: 'gone' }], { o: opaque({}), w: whiteout() });
+    const { ov } = o;
+    for (const [dir, name] of [[ROOT_INO, 'missing'], [ROOT_INO, 'w']] as const) {
+      expect(await ov.lookupIfExists(ctx, dir, name)).toBeUndefined();
+      await expect(ov.lookup(ctx, dir, name)).rejects.toMatchObject({ code: 'ENOENT' });
+    }
+    const od = await ov.lookup(ctx, ROOT_INO, 'o');
+    expect(await ov.lookupIfExists(ctx, od.ino, 'hidden')).toBeUndefined();
+    const a = await ov.lookupIfExists(ctx, ROOT_INO, 'a');
+    expect(a?.ino).toBe((await ov.lookup(ctx, ROOT_INO, 'a')).ino);
+    await expect(ov.lookupIfExists(ctx, a!.ino, 'x')).rejects.toMatchObject({ code: 'ENOTDIR' });
+    await ov.forget(ctx, a!.ino, 2);
+    await ov.forget(ctx, od.ino, 1);
+    await expectNoLeaks(o);
+  });
+
   it('mixed whiteout formats stack: an OCI lower under a chardev upper', async () => {
     const o = await memOverlay([{ k: 'keep', gone: whiteout(), op: opaque({ i: '1' }) }, { gone: 'x', op: { j: '2' } }], { u: whiteout() }, { formats: ['chardev', 'oci', 'chardev'] });
     expect((await o.vol.readdir('/')).sort()).toEqual(['k', 'op']);

@@ -769,12 +769,22 @@ export class PassthroughLayer implements Layer {
 
   /** Resolve `name` in `parent`; +1 lookup. Whiteouts come back with `whiteout: true`. */
   async lookup(ctx: RequestContext, parent: number, name: string): Promise<Entry> {
+    const e = this.find(ctx, parent, name);
+    if (!e) throw err('ENOENT');
+    return e;
+  }
+
+  /** `lookup` that resolves to undefined for a missing name (no rejection on a miss). */
+  async lookupIfExists(ctx: RequestContext, parent: number, name: string): Promise<Entry | undefined> {
+    return this.find(ctx, parent, name);
+  }
+
+  private find(ctx: RequestContext, parent: number, name: string): Entry | undefined {
     validateName(name);
     const d = this.dir(parent);
     if (this.checking(ctx)) checkAccess(this.view(libc.statx(d.fd, '', AT_EMPTY_PATH)), ctx, AccessMode.X_OK);
     const s = this.slot(d.fd, name);
-    if (!s) throw err('ENOENT');
-    return this.entryFor(s.st, join(d.path, s.stored), s.whiteout);
+    return s ? this.entryFor(s.st, join(d.path, s.stored), s.whiteout) : undefined;
   }
 
   /**

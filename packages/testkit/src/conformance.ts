@@ -246,6 +246,23 @@ export function describeLayerConformance(
         await code(fs.mkdir(root, f.ino, 'x', 0o755), 'ENOTDIR');
       });
 
+      it('lookupIfExists (where the layer has it) agrees with lookup: undefined for a missing name, the entry with one lookup taken, the same errors otherwise', async () => {
+        if (!fs.lookupIfExists) return; // optional in the contract: callers fall back to lookup
+        expect(await fs.lookupIfExists(root, ROOT_INO, 'missing')).toBeUndefined();
+        await s.file(ROOT_INO, 'f', 'x');
+        await s.close();
+        if (fs.liveInodes) expect(fs.liveInodes()).toBe(1);
+        const e = await fs.lookupIfExists(root, ROOT_INO, 'f');
+        expect(e?.attr.size).toBe(1);
+        expect(e?.ino).toBe((await fs.getattr(root, e!.ino)).ino);
+        if (fs.liveInodes) expect(fs.liveInodes()).toBe(2);
+        await fs.forget(root, e!.ino, 1);
+        if (fs.liveInodes) expect(fs.liveInodes()).toBe(1);
+        await code(fs.lookupIfExists(root, ROOT_INO, 'x'.repeat(256)), 'ENAMETOOLONG');
+        const g = await s.file(ROOT_INO, 'g', 'x');
+        await code(fs.lookupIfExists(root, g.ino, 'x'), 'ENOTDIR');
+      });
+
       it('refuses invalid names in every name-taking op with the kernel errno', async () => {
         const f = await s.file(ROOT_INO, 'f', 'x');
         for (const [bad, errno] of INVALID_NAMES) {

@@ -573,12 +573,22 @@ export class MemoryLayer implements Layer {
 
   /** Resolve `name` in `parent`; +1 lookup. */
   async lookup(ctx: RequestContext, parent: number, name: string): Promise<Entry> {
+    const e = this.find(ctx, parent, name);
+    if (!e) throw err('ENOENT');
+    return e;
+  }
+
+  /** `lookup` that resolves to undefined for a missing name (no rejection on a miss). */
+  async lookupIfExists(ctx: RequestContext, parent: number, name: string): Promise<Entry | undefined> {
+    return this.find(ctx, parent, name);
+  }
+
+  private find(ctx: RequestContext, parent: number, name: string): Entry | undefined {
     validateName(name);
     const p = this.dirInode(parent);
     this.search(ctx, p);
     const s = p.nlink === 0 ? undefined : this.slot(p, name);
-    if (!s) throw err('ENOENT');
-    return this.entryOf(s.id, s.whiteout);
+    return s ? this.entryOf(s.id, s.whiteout) : undefined;
   }
 
   /** Give back `nlookup` lookups; the inode is freed when unreferenced and unlinked. */

@@ -13,7 +13,7 @@ import { execFileSync } from 'node:child_process';
 import { closeSync, openSync, writeSync, writevSync } from 'node:fs';
 import { resolve as resolvePath } from 'node:path';
 import {
-  FsError, OpenFlags, READ_SINK, S_IFDIR, S_IFMT, S_IFREG, S_ISGID, S_ISUID, UTIME_NOW, toFsError, type ReadSink, type Attr, type DirEntry, type Entry, type Filesystem, type RequestContext, type SetattrRequest,
+  FsError, OpenFlags, READ_SINK, lookupIfExists, S_IFDIR, S_IFMT, S_IFREG, S_ISGID, S_ISUID, UTIME_NOW, toFsError, type ReadSink, type Attr, type DirEntry, type Entry, type Filesystem, type RequestContext, type SetattrRequest,
 } from '@layerfs/core';
 import type { MountHandle, MountStats } from '../mount.js';
 import type { MountOptions } from '../options.js';
@@ -444,20 +444,16 @@ class LowLevelSession implements MountHandle {
       case Op.INIT: return this.init(req);
       case Op.DESTROY: return this.replyEmpty(req);
       case Op.LOOKUP: {
-        const name = req.cstr();
-        try {
-          return await this.replyEntry(req, await fs.lookup(this.ctx(req), ino, name));
-        } catch (e) {
-          if (e instanceof FsError && e.code === 'ENOENT' && this.opts.negativeTimeout > 0) {
-            const len = OUT_HEADER + ENTRY_OUT;
-            const b = Buffer.alloc(len);
-            writeOutHeader(b, len, 0, req.unique);
-            b.writeUInt32LE(Math.floor(this.opts.negativeTimeout), OUT_HEADER + 16);
-            this.send(b);
-            return;
-          }
-          throw e;
-        }
+        const e = await lookupIfExists(fs, this.ctx(req), ino, req.cstr());
+        if (e) return this.replyEntry(req, e);
+        if (this.opts.negativeTimeout <= 0) throw FsError.bare('ENOENT', { syscall: 'lookup' });
+        // A negative entry the kernel keeps for negativeTimeout seconds.
+        const len = OUT_HEADER + ENTRY_OUT;
+        const b = Buffer.alloc(len);
+        writeOutHeader(b, len, 0, req.unique);
+        b.writeUInt32LE(Math.floor(this.opts.negativeTimeout), OUT_HEADER + 16);
+        this.send(b);
+        return;
       }
       case Op.GETATTR: {
         const flags = req.u32();
