@@ -1061,11 +1061,18 @@ export class OverlayFs implements Filesystem {
     const pa = await up.getattr(this.m, updir);
     const stage = up.workIno ?? updir;
     const tmp = this.tempName();
+    // Staged in the work directory (unreachable until the rename), the copy is made with its
+    // final permissions plus owner write (an unprivileged owner needs it to set user xattrs),
+    // so most copies need no chmod after; a file's set-ID bits come after its data and owner,
+    // as a write or a chown would drop them. Staged in place, it stays private (0600/0700)
+    // until its attributes are set.
+    const perm = sa.mode & 0o7777;
+    const first = stage !== updir ? perm | 0o200 : n.type === 'directory' ? 0o700 : 0o600;
     let entry: Entry | undefined;
     try {
       switch (n.type) {
         case 'file': {
-          const c = await up.create(this.m, stage, tmp, 0o600, OpenFlags.O_WRONLY | OpenFlags.O_CREAT | OpenFlags.O_EXCL);
+          const c = await up.create(this.m, stage, tmp, first & 0o1777, OpenFlags.O_WRONLY | OpenFlags.O_CREAT | OpenFlags.O_EXCL);
           entry = c.entry;
           try {
             if (withData && sa.size > 0) await this.copyData(src, up, entry.ino, c.fh, sa.size);
@@ -1075,7 +1082,7 @@ export class OverlayFs implements Filesystem {
           break;
         }
         case 'directory':
-          entry = await up.mkdir(this.m, stage, tmp, 0o700);
+          entry = await up.mkdir(this.m, stage, tmp, first);
           break;
         case 'symlink':
           entry = await up.symlink(this.m, stage, tmp, await src.layer.readlink(this.m, src.ino));
@@ -1092,9 +1099,14 @@ export class OverlayFs implements Filesystem {
       if (entry.attr.uid !== sa.uid || entry.attr.gid !== sa.gid) {
         await up.setattr(this.m, ei, { uid: sa.uid, gid: sa.gid }).catch((e) => { if (n.type !== 'symlink') throw e; });
       }
-      // Mode and times in one call (a chmod changes neither time); a symlink gets times only.
-      if (n.type !== 'symlink') await up.setattr(this.m, ei, { mode: sa.mode & 0o7777, atime: sa.atime, mtime: sa.mtime });
-      else await up.setattr(this.m, ei, { atime: sa.atime, mtime: sa.mtime }).catch(() => undefined);
+      // Mode (when the creation did not give it) and times in one call (a chmod changes neither
+      // time); a symlink gets times only.
+      if (n.type !== 'symlink') {
+        const mode = (entry.attr.mode & 0o7777) !== perm || (n.type === 'file' && perm & 0o6000) ? { mode: perm } : {};
+        await up.setattr(this.m, ei, { ...mode, atime: sa.atime, mtime: sa.mtime });
+      } else {
+        await up.setattr(this.m, ei, { atime: sa.atime, mtime: sa.mtime }).catch(() => undefined);
+      }
       await up.rename(this.m, stage, tmp, updir, name, stage === updir ? 0 : RenameFlags.NOREPLACE);
     } catch (e) {
       if (entry) {

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { ROOT_CONTEXT, Volume } from '@layerfs/core';
-import { dump, dumpHost, tree, whiteout, type TreeSpec } from '@layerfs/testkit';
+import { dir, dump, dumpHost, file, tree, whiteout, type TreeSpec } from '@layerfs/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PassthroughLayer } from '@layerfs/passthrough';
 import { OverlayFs, overlayFromDirs } from '../src/index.js';
@@ -102,6 +102,24 @@ describe.skipIf(!isRoot)('over host directories (root: chardev whiteouts, truste
     const again = await open(d);
     expect(await dump(again.ov)).toEqual(seen);
     await again.ov.destroy();
+  });
+
+  it('copy-up keeps every mode on the host: set-ID files and dirs, sticky, read-only, no permission at all', async () => {
+    const files: Record<string, number> = { f4755: 0o4755, f2755: 0o2755, f6755: 0o6755, f2745: 0o2745, f0444: 0o444, f0000: 0, f0640: 0o640 };
+    const dirs: Record<string, number> = { d2755: 0o2755, d1777: 0o1777, d0555: 0o555, d0700: 0o700, d0000: 0 };
+    const spec: TreeSpec = {};
+    for (const [k, m] of Object.entries(files)) spec[k] = file('x', m);
+    for (const [k, m] of Object.entries(dirs)) spec[k] = dir({ inner: 'i' }, m);
+    const d = await layout([spec]);
+    const { ov, vol } = await open(d);
+    // Times only: a metadata copy-up, nothing that would drop a set-ID bit.
+    for (const k of Object.keys(files)) await vol.utimes(`/${k}`, 1, 2);
+    for (const k of Object.keys(dirs)) await vol.utimes(`/${k}/inner`, 1, 2);
+    await ov.destroy();
+    for (const [k, m] of [...Object.entries(files), ...Object.entries(dirs)]) {
+      expect([k, (await fsp.lstat(join(d.upper, k))).mode & 0o7777]).toEqual([k, m]);
+    }
+    expect((await fsp.lstat(join(d.upper, 'f0444'))).mtime.getTime()).toBe(2000);
   });
 
   it('the streamed copy-up (no clone) keeps holes: a sparse lower file stays sparse', async () => {
