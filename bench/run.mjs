@@ -174,9 +174,14 @@ async function measureMounted(wlName, sysName, round, where, extra = {}) {
 // ---- mounted workloads, interleaved ----
 // Round-major (every workload's round 1, then round 2, …), each workload interleaving the
 // systems, so a run cut short by --budget-min still has a figure for every workload.
-for (let round = 1; round <= opts.rounds; round++) {
+// The data workloads (minRounds) take a few seconds a round and vary the most with the disk's
+// writeback and the host: without --rounds they run more rounds, for a steadier median.
+const roundsOf = (wl) => (a.rounds === undefined && !opts.quick ? Math.max(opts.rounds, wl.minRounds ?? 0) : opts.rounds);
+const mountedRounds = Math.max(opts.rounds, ...workloads.map((w) => roundsOf(WORKLOADS[w])));
+for (let round = 1; round <= mountedRounds; round++) {
   for (const wlName of workloads) {
     const wl = WORKLOADS[wlName];
+    if (round > roundsOf(wl)) continue;
     if (overBudget(`mounted ${wlName} r${round}`)) continue;
     await withFs(wl.fs, async (where) => {
       for (const sysName of availableSystems) {
@@ -332,7 +337,8 @@ const cell = (s) => (s ? `${fmtMs(s.med)} [${fmtMs(s.min)}–${fmtMs(s.max)}]` :
 const ratio = (x, y) => (x && y ? `${(x.med / y.med).toFixed(2)}×` : '—');
 
 say(`layerfs bench — ${results.meta.started} — commit ${results.meta.commit} — Linux ${results.meta.kernel}, ${results.meta.cpus} CPUs, Node ${results.meta.node}, ${results.meta.fuseOverlayfs}`);
-const roundsSaid = [results.mounted.length ? `${opts.rounds} round(s) mounted` : '', results.inproc.length ? `${opts.inprocRounds} round(s) in-process` : ''].filter(Boolean).join(', ');
+const moreRounds = workloads.filter((w) => roundsOf(WORKLOADS[w]) > opts.rounds);
+const roundsSaid = [results.mounted.length ? `${opts.rounds} round(s) mounted${moreRounds.length ? ` (${moreRounds.join(', ')}: ${roundsOf(WORKLOADS[moreRounds[0]])})` : ''}` : '', results.inproc.length ? `${opts.inprocRounds} round(s) in-process` : ''].filter(Boolean).join(', ');
 say(`lower tree: ${prep.info.entries} entries (${prep.info.files} files, ${prep.info.dirs} dirs, ${prep.info.symlinks} symlinks, ${fmtBytes(prep.info.bytes)}) + ${opts.bigMiB} MiB file${roundsSaid ? `; ${roundsSaid}, interleaved; median [min–max] of wall time` : ''}`);
 say(`layerfs mount served by the ${results.meta.layerfsMount}`);
 const la = (l) => l.map((x) => x.toFixed(2)).join(' ');

@@ -15,7 +15,8 @@ async function walker(...args) {
 }
 
 /**
- * Mounted workloads by name. `native` says how the native reference gets its directory:
+ * Mounted workloads by name. `minRounds`: rounds the workload runs at least when --rounds is
+ * not given. `native` says how the native reference gets its directory:
  * 'ro' = the lower itself; 'empty' = a fresh empty dir; 'copy:<list>' = a fresh copy of the
  * listed lower files; 'copy:big' = a fresh copy of the big file. `fs` = the filesystem the
  * layers live on (ext4 = the prepared dirs, xfs = the reflink loop image).
@@ -56,12 +57,12 @@ export const WORKLOADS = {
   },
   read: {
     desc: (o) => `read the ${o.bigMiB} MiB file in 1 MiB blocks (dd)`,
-    native: 'ro', fs: 'ext4',
+    native: 'ro', fs: 'ext4', minRounds: 5,
     async run(root) { return { read: await timeShell('dd if=big.bin of=/dev/null bs=1M status=none', root) }; },
   },
   write: {
     desc: (o) => `write a new ${o.bigMiB} MiB file in 1 MiB blocks, fsync (dd conv=fsync)`,
-    native: 'empty', fs: 'ext4',
+    native: 'empty', fs: 'ext4', minRounds: 5,
     async run(root, c) {
       return { write: await timeShell(`dd if=/dev/zero of=new.bin bs=1M count=${c.opts.bigMiB} conv=fsync status=none`, root) };
     },
