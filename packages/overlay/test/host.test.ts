@@ -107,9 +107,10 @@ describe.skipIf(!isRoot)('over host directories (root: chardev whiteouts, truste
   it('copy-up keeps every mode on the host: set-ID files and dirs, sticky, read-only, no permission at all', async () => {
     const files: Record<string, number> = { f4755: 0o4755, f2755: 0o2755, f6755: 0o6755, f2745: 0o2745, f0444: 0o444, f0000: 0, f0640: 0o640 };
     const dirs: Record<string, number> = { d2755: 0o2755, d1777: 0o1777, d0555: 0o555, d0700: 0o700, d0000: 0 };
-    const spec: TreeSpec = {};
-    for (const [k, m] of Object.entries(files)) spec[k] = file('x', m);
-    for (const [k, m] of Object.entries(dirs)) spec[k] = dir({ inner: 'i' }, m);
+    const spec: TreeSpec = Object.fromEntries([
+      ...Object.entries(files).map(([k, m]) => [k, file('x', m)]),
+      ...Object.entries(dirs).map(([k, m]) => [k, dir({ inner: 'i' }, m)]),
+    ]);
     const d = await layout([spec]);
     const { ov, vol } = await open(d);
     // Times only: a metadata copy-up, nothing that would drop a set-ID bit.
