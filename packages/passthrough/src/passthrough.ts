@@ -1688,27 +1688,39 @@ export class PassthroughLayer implements Layer {
    * work directory holds only the shared one.
    */
   private linkSharedWhiteout(pfd: number, name: string): boolean {
-    if (this.workFd === undefined || !this.shareWhiteouts) return false;
+    const work = this.workFd;
+    if (work === undefined || !this.shareWhiteouts) return false;
+    // One that was there before this layer used it must be a whiteout (else it is replaced).
+    const there = this.sharedWhiteoutMade ? undefined : libc.statxIfExists(work, SHARED_WHITEOUT, AT_SYMLINK_NOFOLLOW);
+    let fresh = !this.sharedWhiteoutMade && !(there && isChardevWhiteout(there));
     for (let attempt = 0; attempt < 2; attempt++) {
+      if (fresh && !this.makeSharedWhiteout(work)) break;
       try {
-        libc.linkat(this.workFd, SHARED_WHITEOUT, pfd, name, 0);
+        libc.linkat(work, SHARED_WHITEOUT, pfd, name, 0);
         this.sharedWhiteoutMade = true;
         return true;
       } catch (e) {
         const code = (e as { code?: unknown }).code;
         if (code === 'EEXIST') throw e;
-        if (attempt > 0 || (code !== 'ENOENT' && code !== 'EMLINK')) break;
-        try {
-          const tmp = `${SHARED_WHITEOUT}-${process.pid.toString(16)}`;
-          libc.mknodat(this.workFd, tmp, S_IFCHR, 0);
-          libc.renameat2(this.workFd, tmp, this.workFd, SHARED_WHITEOUT, 0);
-        } catch {
-          break;
-        }
+        if (code !== 'ENOENT' && code !== 'EMLINK') break;
+        fresh = true;
       }
     }
     this.shareWhiteouts = false;
     return false;
+  }
+
+  /** Put a new shared whiteout in place (made aside, renamed over the name); false on failure. */
+  private makeSharedWhiteout(work: number): boolean {
+    const tmp = `${SHARED_WHITEOUT}-${process.pid.toString(16)}`;
+    try {
+      libc.mknodat(work, tmp, S_IFCHR, 0);
+      libc.renameat2(work, tmp, work, SHARED_WHITEOUT, 0);
+      return true;
+    } catch {
+      ignoring(['ENOENT'], () => libc.unlinkat(work, tmp, 0));
+      return false;
+    }
   }
 
   /** Remove the whiteout for `name`; ENOENT if `name` is not a whiteout here. */

@@ -34,6 +34,8 @@ describe('chardev format', () => {
     fs.mkdirSync(root);
     fs.mkdirSync(work);
     fs.mkdirSync(`${root}/sub`);
+    // Something that is no whiteout already sits at the shared name: it is replaced, never linked.
+    fs.writeFileSync(`${work}/#layerfs-whiteout`, 'not a whiteout');
     const L = new PassthroughLayer(root, { whiteoutFormat: 'chardev', workdir: work });
     const sub = await L.lookup(ctx, ROOT_INO, 'sub');
     await L.createWhiteout(ctx, ROOT_INO, 'a');
