@@ -31,13 +31,13 @@ export function pwriteAsync(fd: number, buf: Uint8Array, offset: number, length:
  * synchronous `fstat`, a metadata call) ends the read without another trip through the pool.
  * An `EAGAIN` (non-blocking fifo or device) after some data ends the read with what was got;
  * before any data it is thrown. When `into` carries a `ReadSink` (`READ_SINK`) and `fd` is a
- * regular file, the sink takes the data instead: the result is then a view of `into` as long as
- * the count the sink took, and its bytes are not the file's (the caller that set the sink
- * delivers them).
+ * regular file (`regular`, when the caller knows; else one `fstat`), the sink takes the data
+ * instead: the result is then a view of `into` as long as the count the sink took, and its
+ * bytes are not the file's (the caller that set the sink delivers them).
  */
-export async function readFull(fd: number, length: number, position: number, into?: Uint8Array): Promise<Uint8Array> {
+export async function readFull(fd: number, length: number, position: number, into?: Uint8Array, regular?: boolean): Promise<Uint8Array> {
   const sink = (into as { [READ_SINK]?: ReadSink } | undefined)?.[READ_SINK];
-  if (sink !== undefined && into !== undefined && into.length >= length && fstatSync(fd).isFile()) {
+  if (sink !== undefined && into !== undefined && into.length >= length && (regular ?? fstatSync(fd).isFile())) {
     const n = await sink(fd, position, length);
     if (n !== undefined) return into.subarray(0, n);
   }

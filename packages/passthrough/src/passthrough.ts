@@ -224,6 +224,8 @@ interface Target {
 /** An open file: its descriptor, and the data calls in flight on it (the pool holds `fd`). */
 interface FileHandle {
   readonly kind: 'file'; readonly ino: number; readonly fd: number; readonly flags: number;
+  /** The descriptor is a regular file (known at open: reads need no fstat to offer a splice). */
+  readonly regular: boolean;
   /** Data calls in flight; the descriptor is closed only once this is back to 0. */
   busy: number;
   /** Resolvers of those waiting for `busy` to reach 0 (release, destroy). */
@@ -1249,7 +1251,7 @@ export class PassthroughLayer implements Layer {
     if ((flags & OpenFlags.O_TRUNC) && ctx.uid !== 0 && this.options.checkPermissions && (fst.mode & (S_ISUID | S_ISGID))) {
       libc.fchmodat(AT_FDCWD, procFd(fd), killPriv(fst.mode) & 0o7777, 0);
     }
-    return { fh: this.addHandle({ kind: 'file', ino, fd, flags, busy: 0 }), noFlush: true };
+    return { fh: this.addHandle({ kind: 'file', ino, fd, flags, regular: (fst.mode & S_IFMT) === S_IFREG, busy: 0 }), noFlush: true };
   }
 
   /**
@@ -1313,7 +1315,7 @@ export class PassthroughLayer implements Layer {
         : this.newOwnership(ctx, libc.statx(d.fd, '', AT_EMPTY_PATH), S_IFREG | (mode & 0o7777 & ~ctx.umask)));
       const settled = this.settle(d.fd, name, w, false, st);
       const entry = this.entryFor(settled, join(d.path, name), false);
-      return { fh: this.addHandle({ kind: 'file', ino: entry.ino, fd, flags: flags & ~OpenFlags.O_TRUNC, busy: 0 }), entry, noFlush: true };
+      return { fh: this.addHandle({ kind: 'file', ino: entry.ino, fd, flags: flags & ~OpenFlags.O_TRUNC, regular: true, busy: 0 }), entry, noFlush: true };
     } catch (e) {
       closeSync(fd);
       throw e;
@@ -1365,7 +1367,7 @@ export class PassthroughLayer implements Layer {
         fst = libc.statx(fd, '', AT_EMPTY_PATH);
       }
       const entry = this.entryFor(fst, join(d.path, existing.stored), existing.whiteout);
-      return { fh: this.addHandle({ kind: 'file', ino: entry.ino, fd, flags, busy: 0 }), entry, noFlush: true };
+      return { fh: this.addHandle({ kind: 'file', ino: entry.ino, fd, flags, regular: true, busy: 0 }), entry, noFlush: true };
     }
     this.checkNewName(name);
     this.ro();
@@ -1417,7 +1419,7 @@ export class PassthroughLayer implements Layer {
   async read(_ctx: RequestContext, ino: number, fh: number, length: number, position: number, into?: Uint8Array): Promise<Uint8Array> {
     const h = this.fileHandle(ino, fh);
     if (position < 0 || length < 0) throw err('EINVAL');
-    return this.withData(h, 'read', (fd) => readFull(fd, length, position, into));
+    return this.withData(h, 'read', (fd) => readFull(fd, length, position, into, h.regular));
   }
 
   /**
