@@ -5,7 +5,7 @@
  * itself (the in-memory layer, and layers serving requests for other users).
  */
 import { FsError } from './errors.js';
-import { S_IFDIR, S_IFMT, S_ISVTX, type RequestContext } from './types.js';
+import { S_IFDIR, S_IFMT, S_ISGID, S_ISUID, S_ISVTX, type RequestContext } from './types.js';
 
 /** The parts of an inode's attributes a permission check reads. */
 export interface Ownership {
@@ -27,17 +27,33 @@ export function inGroup(ctx: RequestContext, gid: number): boolean {
  * R_OK=4, W_OK=2, X_OK=1; F_OK=0 always passes).
  */
 export function mayAccess(obj: Ownership, ctx: RequestContext, mask: number): boolean {
+  if (passesWithoutOwnership(ctx, mask)) return true;
   mask &= 7;
-  if (mask === 0) return true;
-  if (ctx.uid === 0) {
-    if ((mask & 1) === 0) return true;
-    return (obj.mode & S_IFMT) === S_IFDIR || (obj.mode & 0o111) !== 0;
-  }
+  if (ctx.uid === 0) return (obj.mode & S_IFMT) === S_IFDIR || (obj.mode & 0o111) !== 0;
   let bits: number;
   if (ctx.uid === obj.uid) bits = (obj.mode >> 6) & 7;
   else if (inGroup(ctx, obj.gid)) bits = (obj.mode >> 3) & 7;
   else bits = obj.mode & 7;
   return (bits & mask) === mask;
+}
+
+/**
+ * True when `mayAccess` says yes whatever the object's ownership: nothing asked (F_OK), or
+ * root asking for read and write only. A caller can skip fetching the attributes then.
+ */
+export function passesWithoutOwnership(ctx: RequestContext, mask: number): boolean {
+  return (mask & 7) === 0 || (ctx.uid === 0 && (mask & 1) === 0);
+}
+
+/**
+ * `mode` with set-user-ID cleared, and set-group-ID when group-execute is set: what the
+ * kernel's "kill priv" (file_remove_privs, setattr_should_drop_suidgid) leaves after a write,
+ * a truncate or a chown by a caller without CAP_FSETID. Equal to `mode` when nothing drops.
+ */
+export function killPriv(mode: number): number {
+  let m = mode & ~S_ISUID;
+  if ((m & (S_ISGID | 0o010)) === (S_ISGID | 0o010)) m &= ~S_ISGID;
+  return m;
 }
 
 /** Throw EACCES unless `mayAccess(obj, ctx, mask)`. */

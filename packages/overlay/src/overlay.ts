@@ -19,7 +19,7 @@
 import {
   AccessMode, FsError, InodeTable, OpenFlags, compactInt, RenameFlags, ROOT_INO, S_IFCHR, S_IFDIR, S_IFMT,
   S_IFREG, S_ISGID, S_ISUID, S_ISVTX, UTIME_NOW, Whence, checkAccess, checkSticky, inGroup,
-  isOwnerOrRoot, lookupIfExists, mayAccess, opensForWrite, processContext, typeOfMode, validateName,
+  isOwnerOrRoot, killPriv, lookupIfExists, mayAccess, opensForWrite, passesWithoutOwnership, processContext, typeOfMode, validateName,
   type Attr, type CreateResult, type DirEntry, type Entry, type ErrnoCode, type FileType,
   type Filesystem, type KernelCaching, type Layer, type OpenResult, type Ownership, type RequestContext, type SetattrRequest,
   type StatFs,
@@ -693,10 +693,8 @@ export class OverlayFs implements Filesystem {
    * Returns the new attributes when it changed the mode.
    */
   private async removePrivs(ctx: RequestContext, n: OvlNode, mode: number, real: RealRef, fh?: number): Promise<Attr | undefined> {
-    if (!this.checkPerms || ctx.uid === 0 || n.type !== 'file') return undefined;
-    const drop = (mode & S_ISUID) | ((mode & (S_ISGID | 0o010)) === (S_ISGID | 0o010) ? S_ISGID : 0);
-    if (drop === 0) return undefined;
-    const a = await real.layer.setattr(this.m, real.ino, { mode: mode & ~drop & 0o7777 }, fh);
+    if (!this.checkPerms || ctx.uid === 0 || n.type !== 'file' || killPriv(mode) === mode) return undefined;
+    const a = await real.layer.setattr(this.m, real.ino, { mode: killPriv(mode) & 0o7777 }, fh);
     this.invalidate(n);
     this.changedAside(n);
     return a;
@@ -751,8 +749,7 @@ export class OverlayFs implements Filesystem {
 
   private async check(ctx: RequestContext, n: OvlNode, mask: number): Promise<void> {
     if (!this.checkPerms) return;
-    // Root reads and writes anything (mayAccess): no attributes to fetch for that answer.
-    if (ctx.uid === 0 && (mask & AccessMode.X_OK) === 0) return;
+    if (passesWithoutOwnership(ctx, mask)) return;
     checkAccess(await this.permOf(n), ctx, mask);
   }
 
@@ -1898,8 +1895,7 @@ export class OverlayFs implements Filesystem {
     // The kernel's order: protected hard links (may_linkat), may_create, then no directories.
     if (this.checkPerms && ctx.uid !== 0) {
       const a = await this.realAttr(n);
-      const safe = n.type === 'file' && (a.mode & S_ISUID) === 0
-        && ((a.mode & (S_ISGID | 0o010)) !== (S_ISGID | 0o010)) && mayAccess(a, ctx, AccessMode.R_OK | AccessMode.W_OK);
+      const safe = n.type === 'file' && killPriv(a.mode) === a.mode && mayAccess(a, ctx, AccessMode.R_OK | AccessMode.W_OK);
       if (ctx.uid !== a.uid && !safe) throw fsErr('EPERM');
     }
     await this.check(ctx, np, AccessMode.W_OK | AccessMode.X_OK);

@@ -48,7 +48,7 @@ import {
   AccessMode, FsError, InodeTable, OCI_OPAQUE_MARKER, compactInt, type InodeRecord, OCI_WHITEOUT_PREFIX, OPAQUE_XATTR,
   OPAQUE_XATTR_FUSE_OVERLAYFS, OPAQUE_XATTR_USER, OpenFlags, ROOT_INO, RenameFlags, S_IFCHR,
   S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, S_ISGID, S_ISUID, S_ISVTX, UTIME_NOW, UTIME_OMIT,
-  XattrFlags, checkAccess, checkSticky, inGroup, isOwnerOrRoot, mayAccess, toFsError, typeOfMode,
+  XattrFlags, checkAccess, checkSticky, inGroup, killPriv, isOwnerOrRoot, mayAccess, toFsError, typeOfMode,
   validateName,
   type Attr, type CopySource, type CreateResult, type DirEntry, type Entry, type ErrnoCode,
   type FileType, type Layer, type OpenResult, type Ownership, type RequestContext,
@@ -259,12 +259,6 @@ function isDirMode(mode: number): boolean { return (mode & S_IFMT) === S_IFDIR; 
 function isRegMode(mode: number): boolean { return (mode & S_IFMT) === S_IFREG; }
 function isChardevWhiteout(st: HostStat): boolean { return (st.mode & S_IFMT) === S_IFCHR && st.rdev === 0; }
 
-/** Clear set-user-id, and set-group-id when group-executable (the kernel's "kill priv"). */
-function killPriv(mode: number): number {
-  let m = mode & ~S_ISUID;
-  if ((m & (S_ISGID | 0o010)) === (S_ISGID | 0o010)) m &= ~S_ISGID;
-  return m;
-}
 
 const PROCESS_IS_ROOT = typeof process.geteuid === 'function' && process.geteuid() === 0;
 /** The process's effective ids (what the host gives a new object unless the directory is set-gid). */
@@ -1195,7 +1189,7 @@ export class PassthroughLayer implements Layer {
       checkAccess(this.view(npst), ctx, AccessMode.W_OK | AccessMode.X_OK);
       const v = this.view(st);
       if (ctx.uid !== v.uid) {
-        const safe = isRegMode(st.mode) && !(st.mode & S_ISUID) && (st.mode & (S_ISGID | 0o010)) !== (S_ISGID | 0o010)
+        const safe = isRegMode(st.mode) && killPriv(st.mode) === st.mode
           && mayAccess(v, ctx, AccessMode.R_OK | AccessMode.W_OK);
         if (!safe) throw err('EPERM');
       }
@@ -1434,7 +1428,7 @@ export class PassthroughLayer implements Layer {
       const done = await writeAll(fd, data, position);
       if (done > 0 && ctx.uid !== 0 && this.options.checkPermissions) {
         const st = this.statHandle(h);
-        if (st.mode & S_ISUID || (st.mode & (S_ISGID | 0o010)) === (S_ISGID | 0o010)) libc.fchmodat(AT_FDCWD, procFd(fd), killPriv(st.mode) & 0o7777, 0);
+        if (killPriv(st.mode) !== st.mode) libc.fchmodat(AT_FDCWD, procFd(fd), killPriv(st.mode) & 0o7777, 0);
       }
       return done;
     });

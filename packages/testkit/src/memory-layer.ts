@@ -24,8 +24,8 @@ import { castDraft, enableMapSet, freeze, produce, type Draft } from 'immer';
 import {
   AccessMode, FallocateMode, FsError, InodeTable, OCI_OPAQUE_MARKER, OCI_WHITEOUT_PREFIX,
   OPAQUE_XATTR, OPAQUE_XATTR_FUSE_OVERLAYFS, OPAQUE_XATTR_USER, OpenFlags, RenameFlags, ROOT_INO,
-  S_IFCHR, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, S_ISGID, S_ISUID, S_ISVTX, UTIME_NOW, UTIME_OMIT,
-  Whence, XattrFlags, checkAccess, checkSticky, inGroup, isOwnerOrRoot, mayAccess, nowTimespec,
+  S_IFCHR, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, S_ISGID, S_ISVTX, UTIME_NOW, UTIME_OMIT,
+  Whence, XattrFlags, checkAccess, checkSticky, inGroup, isOwnerOrRoot, killPriv, mayAccess, nowTimespec,
   typeOfMode, validateName,
   type Attr, type CreateResult, type DirEntry, type Entry, type ErrnoCode, type FileType, type Layer,
   type OpenResult, type RequestContext, type SetattrRequest, type StatFs, type Timespec,
@@ -248,12 +248,6 @@ function isDir(n: MemNode): boolean { return (n.mode & S_IFMT) === S_IFDIR; }
 function isReg(n: MemNode): boolean { return (n.mode & S_IFMT) === S_IFREG; }
 function isChardevWhiteout(n: MemNode): boolean { return (n.mode & S_IFMT) === S_IFCHR && n.rdev === 0; }
 
-/** Clear set-user-id, and set-group-id when group-executable (the kernel's "kill priv"). */
-function killPriv(mode: number): number {
-  let m = mode & ~S_ISUID;
-  if ((m & (S_ISGID | 0o010)) === (S_ISGID | 0o010)) m &= ~S_ISGID;
-  return m;
-}
 
 function sizeOf(n: MemNode): number {
   if (n.data) return n.data.size;
@@ -893,7 +887,7 @@ export class MemoryLayer implements Layer {
     if (isDir(n)) throw err('EPERM');
     if (ctx.uid !== 0 && ctx.uid !== n.uid) {
       // fs.protected_hardlinks=1 (Debian's default): only "safe" sources.
-      const safe = isReg(n) && !(n.mode & S_ISUID) && (n.mode & (S_ISGID | 0o010)) !== (S_ISGID | 0o010)
+      const safe = isReg(n) && killPriv(n.mode) === n.mode
         && mayAccess(n, ctx, AccessMode.R_OK | AccessMode.W_OK);
       if (!safe) throw err('EPERM');
     }

@@ -13,7 +13,7 @@ import { execFileSync } from 'node:child_process';
 import { closeSync, openSync, writeSync, writevSync } from 'node:fs';
 import { resolve as resolvePath } from 'node:path';
 import {
-  FsError, OpenFlags, READ_SINK, lookupIfExists, S_IFDIR, S_IFMT, S_IFREG, S_ISGID, S_ISUID, UTIME_NOW, toFsError, type ReadSink, type Attr, type DirEntry, type Entry, type Filesystem, type RequestContext, type SetattrRequest,
+  FsError, OpenFlags, READ_SINK, killPriv, lookupIfExists, S_IFDIR, S_IFMT, S_IFREG, UTIME_NOW, toFsError, type ReadSink, type Attr, type DirEntry, type Entry, type Filesystem, type RequestContext, type SetattrRequest,
 } from '@layerfs/core';
 import type { MountHandle, MountStats } from '../mount.js';
 import type { MountOptions } from '../options.js';
@@ -89,8 +89,6 @@ export interface LowLevelStats extends MountStats {
 
 /** `fuse_notify_code` FUSE_NOTIFY_INVAL_INODE (sent as the error field of a unique-0 message). */
 const NOTIFY_INVAL_INODE = 2;
-/** Group-execute permission bit. */
-const S_IXGRP = 0o010;
 
 /** The minor protocol version this transport speaks. */
 const OUR_MINOR = 31;
@@ -418,10 +416,8 @@ class LowLevelSession implements MountHandle {
   private async killSuidSgid(ino: number, fh: number | undefined, attrs?: Attr): Promise<Attr | undefined> {
     const root = this.context(0, 0, 0, 0);
     const a = attrs ?? await this.fs.getattr(root, ino, fh);
-    if ((a.mode & S_IFMT) !== S_IFREG) return undefined;
-    const drop = (a.mode & S_ISUID) | ((a.mode & (S_ISGID | S_IXGRP)) === (S_ISGID | S_IXGRP) ? S_ISGID : 0);
-    if (drop === 0) return undefined;
-    const after = await this.fs.setattr(root, ino, { mode: a.mode & ~drop }, fh);
+    if ((a.mode & S_IFMT) !== S_IFREG || killPriv(a.mode) === a.mode) return undefined;
+    const after = await this.fs.setattr(root, ino, { mode: killPriv(a.mode) & 0o7777 }, fh);
     this.changedAside(ino);
     return after;
   }
