@@ -686,8 +686,8 @@ export class OverlayFs implements Filesystem {
   }
 
   /**
-   * After a write, a truncate or an O_TRUNC open by a caller without CAP_FSETID (uid ≠ 0, as
-   * the layers judge it): drop set-user-ID, and set-group-ID with group-execute, as the
+   * Before a write, after a truncate or an O_TRUNC open by a caller without CAP_FSETID (uid ≠ 0,
+   * as the layers judge it): drop set-user-ID, and set-group-ID with group-execute, as the
    * kernel's file_remove_privs does at the overlay before it writes through the mounter's
    * credentials (the layers, called as the mounter, would keep them). `mode`: the mode before.
    * Returns the new attributes when it changed the mode.
@@ -2005,17 +2005,18 @@ export class OverlayFs implements Filesystem {
   async write(ctx: RequestContext, _ino: number, fh: number, data: Uint8Array, position: number): Promise<number> {
     const h = await this.currentReal(this.handle(fh));
     const n = h.node;
-    // Mode and owner stay known across writes (a write changes size and times only).
-    const mode = ctx.uid !== 0 && this.checkPerms && n.type === 'file' ? (await this.permOf(n)).mode : 0;
+    // Set-ID bits go before the data, as the kernel drops them (a failure to drop them then
+    // writes nothing); mode and owner stay known across writes (a write changes size and
+    // times only), so this costs no layer call for a file without them.
+    if (data.length > 0 && ctx.uid !== 0 && this.checkPerms && n.type === 'file') {
+      await this.removePrivs(ctx, n, (await this.permOf(n)).mode, h.real, h.fh);
+    }
     this.touch(n);
-    let done: number;
     try {
-      done = await h.real.layer.write(this.m, h.real.ino, h.fh, data, position);
+      return await h.real.layer.write(this.m, h.real.ino, h.fh, data, position);
     } finally {
       this.touch(n);
     }
-    if (done > 0) await this.removePrivs(ctx, n, mode, h.real, h.fh);
-    return done;
   }
 
   /** close(2) of a descriptor. */
