@@ -808,7 +808,7 @@ export async function mountLowLevel(fs: Filesystem, mountpoint: string, options:
     fd = openSync('/dev/fuse', 'r+');
   } catch (e) {
     splicer?.close();
-    throw e;
+    throw toFsError(e, { syscall: 'open', path: '/dev/fuse', detail: 'cannot open the FUSE device' });
   }
   const data = [
     `fd=${fd}`, 'rootmode=40000', 'user_id=0', 'group_id=0',
