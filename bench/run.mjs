@@ -185,6 +185,7 @@ for (let round = 1; round <= mountedRounds; round++) {
     if (overBudget(`mounted ${wlName} r${round}`)) continue;
     await withFs(wl.fs, async (where) => {
       for (const sysName of availableSystems) {
+        if (SYSTEMS[sysName].only && !SYSTEMS[sysName].only(wl)) continue;
         // A failed attempt is recorded under errors; it is retried on a fresh mount up to
         // --retries times, and the figure of a retry is marked `attempt` in the JSON.
         for (let attempt = 1; attempt <= 1 + opts.retries; attempt++) {
@@ -236,7 +237,7 @@ for (let round = 1; round <= opts.inprocRounds; round++) {
         if (!opts.quick) await run('sync', ['-f', where.runs]);
         const cfg = {
           lower: where.lower, upper: join(scratch, 'upper'), work: join(scratch, 'work'), hostLower: L.lower,
-          files: prep.files, bigMiB: opts.bigMiB, createDirs: opts.createDirs, createPerDir: opts.createPerDir,
+          files: prep.files, bigMiB: opts.bigMiB, createDirs: opts.createDirs, createPerDir: opts.createPerDir, missing: opts.files,
         };
         try {
           const { out } = await run(process.execPath, ['--max-old-space-size=8192', inprocChild, sysName, wlName, JSON.stringify(cfg)], { cwd: repo });
@@ -358,6 +359,13 @@ if (results.mounted.length) {
       return st ? `${(opts.bigMiB / (st.med / 1000)).toFixed(0)} MiB/s` : '—';
     });
     rows.push([`${metric} (median)`, ...tp, '', '']);
+  }
+  if (results.mounted.some((r) => r.metric === 'stat-missing')) {
+    const per = availableSystems.map((s) => {
+      const st = stats(results.mounted.filter((r) => r.metric === 'stat-missing' && r.system === s));
+      return st ? `${((st.med * 1000) / opts.files).toFixed(1)} µs` : '—';
+    });
+    rows.push(['stat-missing (per name)', ...per, '', '']);
   }
   say(table(rows));
   say('(ratios are of median times: < 1 means layerfs is faster; for read/write a time ratio r is a throughput ratio 1/r)');

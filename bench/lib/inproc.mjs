@@ -77,6 +77,15 @@ const WORK = {
     const pass = () => timed(async () => { for (const p of paths) await api.lstat(p); });
     return { 'stat-cold': await pass(), 'stat-warm': await pass() };
   },
+  async 'stat-missing'(api) {
+    return { 'stat-missing': await timed(async () => {
+      for (let i = 0; i < cfg.missing; i++) {
+        const p = `/tree/.missing-${i}`;
+        try { await api.lstat(p); } catch (e) { if (e.code === 'ENOENT') continue; throw e; }
+        throw new Error(`inproc: ${p} exists`);
+      }
+    }) };
+  },
   async find(api) {
     const pass = () => timed(() => walk(api, '/tree', async () => {}));
     return { 'find-cold': await pass(), 'find-warm': await pass() };

@@ -1,5 +1,6 @@
 // The mounted systems the workloads run against: a native directory (the physical
-// reference), kernel overlayfs, fuse-overlayfs and the layerfs mount. Each `open` makes a
+// reference), kernel overlayfs, fuse-overlayfs and the layerfs mount, and layerfs-empty (the
+// layerfs transport over an empty layer: the transport's own cost per request). Each `open` makes a
 // fresh upper/work/mount point under a scratch dir and returns the root the workload uses,
 // the pid of the serving process (FUSE systems) and a `close` that unmounts it.
 import { spawn } from 'node:child_process';
@@ -17,6 +18,9 @@ const repo = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const LAYERFS_BIN = process.env.LFSBENCH_LAYERFS_BIN ?? join(repo, 'packages', 'overlay', 'bin', 'layerfs.js');
 /** The API launcher used while the command does not exist yet (or with LFSBENCH_LAYERFS_API=1). */
 const LAYERFS_API = join(dirname(fileURLToPath(import.meta.url)), 'layerfs-server.mjs');
+
+/** The server of the `layerfs-empty` system. */
+const LAYERFS_EMPTY = join(dirname(fileURLToPath(import.meta.url)), 'empty-server.mjs');
 
 /** Which program serves the layerfs mount: the command, or the API launcher. */
 export function layerfsLauncher() {
@@ -135,7 +139,25 @@ export const SYSTEMS = {
       return { root: d.mnt, upper: d.upper, ...s };
     },
   },
-
+  // The transport's own cost per request: the same low-level transport serving an empty
+  // MemoryLayer, so a negative lookup costs it a Map miss. Runs only the workloads marked
+  // `emptyOk` (the others need the tree).
+  'layerfs-empty': {
+    label: 'layerfs-empty',
+    only: (wl) => wl.emptyOk === true,
+    unavailable() {
+      const why = SYSTEMS.layerfs.unavailable();
+      if (why) return why;
+      if (!isRoot()) return 'the low-level transport mounts with mount(2) and needs root';
+      if (!existsSync(join(repo, 'packages', 'testkit', 'dist', 'memory-layer.js'))) return 'packages/testkit is not built (pnpm exec tsc -b)';
+      return null;
+    },
+    async open({ scratch }) {
+      const d = await dirs(scratch);
+      const s = await fuseServer(process.execPath, [LAYERFS_EMPTY, 'mount', '-f', d.mnt], d.mnt, { stop: 'signal' });
+      return { root: d.mnt, upper: d.upper, ...s };
+    },
+  },
 };
 // Opt-in (`--systems …,layerfs-libfuse`): not enumerable, so the default run (every key of
 // SYSTEMS) leaves it out while `SYSTEMS['layerfs-libfuse']` finds it.

@@ -2,6 +2,7 @@
 // as a shell tool would) and prints its own elapsed time as JSON. It is never the process
 // that serves a FUSE mount, so synchronous calls are safe here.
 //   node walker.mjs lstat  <root> <listfile>        lstat every listed path
+//   node walker.mjs lstat-missing <root> <n>        lstat n names that do not exist (ENOENT)
 //   node walker.mjs create <root> <dirs> <perDir>   mkdir root/new/dNNN, create empty files
 //   node walker.mjs append <root> <listfile>        append one byte to every listed file
 //   node walker.mjs unlink <root> <listfile>        unlink every listed file
@@ -18,6 +19,20 @@ switch (op) {
     const paths = list();
     t0 = process.hrtime.bigint();
     for (const p of paths) { lstatSync(p); n++; }
+    break;
+  }
+  case 'lstat-missing': {
+    // One negative lookup each: the names are new, and no system here caches a miss for
+    // names it never saw. `tree/` exists on every system but layerfs-empty (which then
+    // misses on `tree`: one lookup each as well). No exception per name (throwIfNoEntry):
+    // building one costs Node more than the lookup on a native directory.
+    const count = Number(a);
+    t0 = process.hrtime.bigint();
+    for (let i = 0; i < count; i++) {
+      const p = join(root, 'tree', `.missing-${i}`);
+      if (lstatSync(p, { throwIfNoEntry: false }) !== undefined) throw new Error(`walker: ${p} exists`);
+      n++;
+    }
     break;
   }
   case 'create': {

@@ -15,7 +15,8 @@ async function walker(...args) {
 }
 
 /**
- * Mounted workloads by name. `minRounds`: rounds the workload runs at least when --rounds is
+ * Mounted workloads by name. `emptyOk`: the workload also runs on the `layerfs-empty`
+ * system (it needs nothing of the tree). `minRounds`: rounds the workload runs at least when --rounds is
  * not given. `native` says how the native reference gets its directory:
  * 'ro' = the lower itself; 'empty' = a fresh empty dir; 'copy:<list>' = a fresh copy of the
  * listed lower files; 'copy:big' = a fresh copy of the big file. `fs` = the filesystem the
@@ -35,6 +36,11 @@ export const WORKLOADS = {
       const warm = (await walker('lstat', root, c.files.entries)).ms;
       return { 'stat-cold': cold, 'stat-warm': warm };
     },
+  },
+  'stat-missing': {
+    desc: (o) => `lstat ${o.files} names that do not exist (one negative lookup each)`,
+    native: 'ro', fs: 'ext4', emptyOk: true,
+    async run(root, c) { return { 'stat-missing': (await walker('lstat-missing', root, c.opts.files)).ms }; },
   },
   find: {
     desc: () => 'find over the tree, cold then warm',
@@ -96,6 +102,6 @@ export const WORKLOADS = {
 
 /** Metric names in display order. */
 export const METRIC_ORDER = [
-  'create', 'stat-cold', 'stat-warm', 'find-cold', 'find-warm', 'tar-meta', 'tar-data', 'read', 'write',
+  'create', 'stat-cold', 'stat-warm', 'stat-missing', 'find-cold', 'find-warm', 'tar-meta', 'tar-data', 'read', 'write',
   'append-small', 'append-big-ext4', 'append-big-xfs', 'unlink', 'untar',
 ];
