@@ -33,7 +33,13 @@ export interface MountOptions {
    * `FUSE_NOTIFY_INVAL_INODE`); where it cannot, it stays 0.
    */
   attrTimeout?: number;
-  /** Seconds a failed lookup is cached (`negative_timeout`). Default: 0. */
+  /**
+   * Seconds the kernel caches a failed lookup (`negative_timeout`). Default: 86400, as
+   * `entryTimeout` and for the same reason: a name appears only through the mount (create,
+   * mkdir, mknod, symlink, link, rename), and the kernel turns its own negative entry into
+   * the new one. A name that is looked for again and again (a search path, a missing
+   * library or header) then costs one request, not one per look. 0: every miss is a request.
+   */
   negativeTimeout?: number;
   /**
    * Keep the kernel page cache across opens unconditionally (`kernel_cache`). Default: false:
@@ -93,7 +99,7 @@ export function resolveMountOptions(o: MountOptions = {}): ResolvedMountOptions 
     subtype: o.subtype ?? 'layerfs',
     entryTimeout: o.entryTimeout ?? 86400,
     attrTimeout: o.attrTimeout ?? 86400,
-    negativeTimeout: o.negativeTimeout ?? 0,
+    negativeTimeout: o.negativeTimeout ?? 86400,
     kernelCache: o.kernelCache ?? false,
     autoCache: o.autoCache ?? true,
     maxWrite: o.maxWrite ?? 131072,

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { ROOT_CONTEXT } from '@layerfs/core';
 import { MemoryLayer } from '@layerfs/testkit';
 import { mount, type MountHandle } from '../src/index.js';
-import { exerciseBasicOps, mountSkip, recording, sh, shResult, tempDir, type Recorder } from './helpers.js';
+import { exerciseBasicOps, exerciseCachedMisses, mountSkip, recording, sh, shResult, tempDir, type Recorder } from './helpers.js';
 
 describe.skipIf(mountSkip)('mount() of a MemoryLayer (needs root and /dev/fuse)', () => {
   let dir: string;
@@ -36,6 +36,9 @@ describe.skipIf(mountSkip)('mount() of a MemoryLayer (needs root and /dev/fuse)'
   });
 
   it('creates, writes, reads, lists, renames and removes through the kernel', () => exerciseBasicOps(mnt));
+
+  it('caches a failed lookup (negativeTimeout) and shows each name made afterwards through the mount', () =>
+    exerciseCachedMisses(mnt, () => (rec.calls.lookup ?? 0) + (rec.calls.lookupIfExists ?? 0)));
 
   it('answers with the errno of the FsError', async () => {
     await expect(fsp.stat(join(mnt, 'nope'))).rejects.toMatchObject({ code: 'ENOENT' });

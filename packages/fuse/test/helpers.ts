@@ -4,10 +4,11 @@
  * `mountHostOverlay` (an OverlayFs over host directories served in this process).
  */
 import { expect } from 'vitest';
+import type { Stats } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Filesystem } from '@layerfs/core';
-import { canMount, tempDir } from '@layerfs/testkit';
+import { canMount, sh, tempDir } from '@layerfs/testkit';
 import { overlayFromDirs } from '../../overlay/src/index.js';
 import type { MountHandle } from '../src/index.js';
 
@@ -15,6 +16,43 @@ export { canMount, recording, sh, shResult, tempDir, type Recorder } from '@laye
 
 /** True when mount tests must be skipped (no root or no /dev/fuse); RUN_MOUNT_TESTS=1 forces them. */
 export const mountSkip = process.env.RUN_MOUNT_TESTS === '1' ? false : !(await canMount());
+
+/**
+ * Misses the kernel caches (`negativeTimeout`), on a mount at `mnt` whose `lookups()` counts
+ * the requests a lookup of a name makes: three failed `lstat`s of one name make one request;
+ * then every way a name appears (create, mkdir, mknod, symlink, link, rename), each right after
+ * a cached miss of that name, shows the new object to this process, to another one and in the
+ * listing; a removed name is missing again. Leaves the mount as it found it.
+ */
+export async function exerciseCachedMisses(mnt: string, lookups: () => number): Promise<void> {
+  const q = (p: string) => JSON.stringify(p);
+  const d = join(mnt, 'neg');
+  await fsp.mkdir(d);
+  await fsp.writeFile(join(d, 'f'), 'f');
+  const before = lookups();
+  for (let i = 0; i < 3; i++) await expect(fsp.lstat(join(d, 'missing'))).rejects.toMatchObject({ code: 'ENOENT' });
+  expect(lookups() - before).toBe(1);   // the kernel answered the second and third itself
+  const steps: [string, string, (s: Stats) => boolean][] = [
+    ['touch', `touch ${q(join(d, 'touch'))}`, (s) => s.isFile()],
+    ['mkdir', `mkdir ${q(join(d, 'mkdir'))}`, (s) => s.isDirectory()],
+    ['mkfifo', `mkfifo ${q(join(d, 'mkfifo'))}`, (s) => s.isFIFO()],
+    ['symlink', `ln -s f ${q(join(d, 'symlink'))}`, (s) => s.isSymbolicLink()],
+    ['link', `ln ${q(join(d, 'f'))} ${q(join(d, 'link'))}`, (s) => s.isFile() && s.nlink === 2],
+    ['rename', `cp ${q(join(d, 'f'))} ${q(join(mnt, 'moved'))} && mv ${q(join(mnt, 'moved'))} ${q(join(d, 'rename'))}`, (s) => s.isFile()],
+  ];
+  for (const [name, cmd, ok] of steps) {
+    const p = join(d, name);
+    await expect(fsp.lstat(p)).rejects.toMatchObject({ code: 'ENOENT' });
+    await expect(fsp.lstat(p)).rejects.toMatchObject({ code: 'ENOENT' });
+    await sh(cmd);
+    expect([name, ok(await fsp.lstat(p))]).toEqual([name, true]);
+    expect(await sh(`stat -c %n ${q(p)}`)).toBe(`${p}\n`);
+  }
+  expect((await fsp.readdir(d)).sort()).toEqual(['f', ...steps.map(([n]) => n)].sort());
+  await fsp.unlink(join(d, 'touch'));
+  await expect(fsp.lstat(join(d, 'touch'))).rejects.toMatchObject({ code: 'ENOENT' });
+  await fsp.rm(d, { recursive: true });
+}
 
 /**
  * Ordinary file operations through the kernel on an empty mount at `mnt`, as both transports'

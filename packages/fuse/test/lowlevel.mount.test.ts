@@ -19,7 +19,7 @@ import { promisify } from 'node:util';
 import { ROOT_CONTEXT } from '@layerfs/core';
 import { MemoryLayer, kernelOverlayUnavailable, runMountOracle } from '@layerfs/testkit';
 import { findMount, mountLowLevel, type LowLevelStats, type MountHandle } from '../src/index.js';
-import { exerciseBasicOps, mountHostOverlay, mountSkip, recording, sh, shResult, tempDir, type HostOverlay, type Recorder } from './helpers.js';
+import { exerciseBasicOps, exerciseCachedMisses, mountHostOverlay, mountSkip, recording, sh, shResult, tempDir, type HostOverlay, type Recorder } from './helpers.js';
 
 const q = (p: string) => JSON.stringify(p);
 
@@ -193,6 +193,9 @@ except OSError as e:
     await fsp.rm(d, { recursive: true });
     await fsp.unlink(join(mnt, 'n'));
   });
+
+  it('caches a failed lookup (negativeTimeout) and shows each name made afterwards through the mount', () =>
+    exerciseCachedMisses(mnt, () => stats().ops.lookup ?? 0));
 
   it('answers unknown operations with ENOSYS (ioctl reaches the caller as ENOTTY)', async () => {
     await fsp.writeFile(join(mnt, 'io'), 'x');

@@ -46,7 +46,7 @@ options (-o, comma separated):
   uidmapping=H:C:N[:H:C:N…]  gidmapping=…  id mappings (fuse-overlayfs syntax)
   userxattr                                user.overlay.* xattrs instead of trusted.overlay.*
   ro | rw   noatime   allow_other   default_permissions (always on)   fsname=NAME  subtype=NAME
-  entry_timeout=S (86400)  attr_timeout=S (86400)  negative_timeout=S (0)  kernel_cache  max_write=BYTES
+  entry_timeout=S (86400)  attr_timeout=S (86400)  negative_timeout=S (86400)  kernel_cache  max_write=BYTES
   max_read=BYTES   debug   nosuid nodev noexec suid dev exec sync async dirsync atime
   transport=auto|lowlevel|libfuse   lowlevel: the kernel protocol on /dev/fuse (root only; not
                                with kernel_cache, max_write, max_read, debug or mount flags other

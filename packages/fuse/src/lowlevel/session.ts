@@ -790,7 +790,7 @@ function optionsWithDefaults(o: LowLevelOptions): Required<LowLevelOptions> {
   return {
     allowOther: o.allowOther ?? false, defaultPermissions: o.defaultPermissions ?? true, readOnly: o.readOnly ?? false,
     noatime: o.noatime ?? false, fsname: o.fsname ?? 'layerfs', subtype: o.subtype ?? 'layerfs',
-    entryTimeout: o.entryTimeout ?? 86400, attrTimeout: o.attrTimeout ?? 86400, negativeTimeout: o.negativeTimeout ?? 0,
+    entryTimeout: o.entryTimeout ?? 86400, attrTimeout: o.attrTimeout ?? 86400, negativeTimeout: o.negativeTimeout ?? 86400,
     handleSignals: o.handleSignals ?? true,
     maxPages,
     readAheadKiB: o.readAheadKiB ?? maxPages * 16, readdirplus: o.readdirplus ?? true,
