@@ -360,12 +360,12 @@ if (results.mounted.length) {
     });
     rows.push([`${metric} (median)`, ...tp, '', '']);
   }
-  if (results.mounted.some((r) => r.metric === 'stat-missing')) {
+  for (const metric of ['stat-missing-cold', 'stat-missing-warm'].filter((m) => results.mounted.some((r) => r.metric === m))) {
     const per = availableSystems.map((s) => {
-      const st = stats(results.mounted.filter((r) => r.metric === 'stat-missing' && r.system === s));
+      const st = stats(results.mounted.filter((r) => r.metric === metric && r.system === s));
       return st ? `${((st.med * 1000) / opts.files).toFixed(1)} µs` : '—';
     });
-    rows.push(['stat-missing (per name)', ...per, '', '']);
+    rows.push([`${metric} (per name)`, ...per, '', '']);
   }
   say(table(rows));
   say('(ratios are of median times: < 1 means layerfs is faster; for read/write a time ratio r is a throughput ratio 1/r)');
