@@ -289,7 +289,7 @@ if (memAvail.length) {
         h = await SYSTEMS[sysName].open({ lower: tree, scratch });
         const r = await measureMemory(h, n, opts.settleMs, opts.memCycles);
         results.memory.push({ system: sysName, ...r });
-        log(`[memory ${n}] ${sysName}: ${fmtBytes(r.rssAfterFind)} after find (${fmtMs(r.findMs)}), ${r.bytesPerInode.toFixed(0)} B/inode, ${fmtBytes(r.rssAfterForget1)} after forget`);
+        log(`[memory ${n}] ${sysName}: ${fmtBytes(r.rssAfterFind)} after find (${fmtMs(r.findMs)}), ${r.bytesPerInode.toFixed(0)} B/inode, ${fmtBytes(r.rssAfterForget1)} after forget (steady after ${fmtMs(r.forget1SettledMs)})`);
         save();
       } catch (e) {
         results.errors.push({ memory: n, system: sysName, error: String(e.message ?? e) });
@@ -381,7 +381,7 @@ if (results.inproc.length) {
   say(table(rows));
 }
 if (results.memory.length) {
-  say('\nMemory of the FUSE server (find with a stat of every entry; forget = drop_caches 2)');
+  say('\nMemory of the FUSE server (find with a stat of every entry; forget = drop_caches 2, then RSS once steady: three samples 1 s apart within 1 MiB, at most 30 s)');
   const rows = [['system', 'files', 'RSS mounted', 'after find', 'B/inode', 'after forget', 'after 2nd find', 'after 2nd forget', 'growth', 'find']];
   for (const r of results.memory) {
     rows.push([r.system, String(r.n), fmtBytes(r.rssMounted), fmtBytes(r.rssAfterFind), r.bytesPerInode.toFixed(0),
