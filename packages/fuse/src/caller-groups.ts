@@ -2,9 +2,12 @@
  * The supplementary groups of the processes that make requests, read from
  * `/proc/<pid>/status` and cached per pid for 2 s (the kernel passes only uid, gid and pid
  * with a FUSE request). Both transports put them in the `RequestContext`, so a Filesystem's
- * own group checks (chown to a group, setgid handling) see what the kernel would.
+ * own group checks (chown to a group, setgid handling) see what the kernel would. The file
+ * is read synchronously: /proc never waits on a disk, and a read on libuv's pool could wait
+ * behind pool threads the serving process's own calls on its mount hold (deadlock: those calls
+ * wait for answers this request holds up).
  */
-import { readFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
 
 const TTL_MS = 2000;
 const MAX_PIDS = 4096;
@@ -19,7 +22,8 @@ export class CallerGroups {
     const hit = this.byPid.get(pid);
     const now = Date.now();
     if (hit && now - hit.at < TTL_MS) return hit.groups;
-    const text = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '');
+    let text = '';
+    try { text = readFileSync(`/proc/${pid}/status`, 'utf8'); } catch { /* the process is gone */ }
     const line = /^Groups:\s*(.*)$/m.exec(text);
     const groups = line ? line[1]!.trim().split(/\s+/).filter(Boolean).map(Number) : undefined;
     if (this.byPid.size > MAX_PIDS) this.byPid.clear();

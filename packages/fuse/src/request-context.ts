@@ -19,9 +19,12 @@
  * after that a request costs one 40-byte read (uid +8, gid +12, pid +16, umask +32).
  * Supplementary groups come from `/proc/<pid>/status` (caller-groups.ts). Linux x86-64 with
  * glibc only; anything unexpected disables it, and the mount falls back to the mounter's
- * credentials.
+ * credentials. /proc is read synchronously, never on libuv's pool: a new worker thread's
+ * first request must not wait behind pool threads that the serving process's own calls on its
+ * mount hold (seen: a recursive `fs.promises.rm` on the mount, its unlinks on every pool
+ * thread, each waiting for a request whose credentials waited for the pool).
  */
-import { readdir, readFile } from 'node:fs/promises';
+import { readdirSync, readFileSync } from 'node:fs';
 import koffi from 'koffi';
 import type { RequestContext } from '@layerfs/core';
 import { CallerGroups } from './caller-groups.js';
@@ -68,7 +71,7 @@ async function calibrate(): Promise<Probe | undefined> {
     const poolPd = BigInt(await new Promise<number | bigint>((resolve, reject) => {
       (self as unknown as { async(cb: (e: unknown, v: number | bigint) => void): void }).async((e, v) => (e ? reject(e) : resolve(v)));
     }));
-    const m = (await mappings()).find((x) => x.lo <= poolPd && poolPd < x.hi);
+    const m = mappings().find((x) => x.lo <= poolPd && poolPd < x.hi);
     if (!m) return undefined;
     p.delta = m.hi - poolPd;
     if (p.delta <= 0n || p.delta > 65536n) return undefined;
@@ -78,12 +81,22 @@ async function calibrate(): Promise<Probe | undefined> {
   }
 }
 
-async function mappings(): Promise<Array<{ lo: bigint; hi: bigint }>> {
-  const text = await readFile('/proc/self/maps', 'utf8');
+function mappings(): Array<{ lo: bigint; hi: bigint }> {
+  const text = readFileSync('/proc/self/maps', 'utf8');
   return text.split('\n').filter(Boolean).map((l) => {
     const [lo, hi] = l.slice(0, l.indexOf(' ')).split('-');
     return { lo: BigInt(`0x${lo}`), hi: BigInt(`0x${hi}`) };
   });
+}
+
+/** The entries of a /proc directory ([] when it cannot be read). */
+function procList(dir: string): string[] {
+  try { return readdirSync(dir); } catch { return []; }
+}
+
+/** The text of a /proc file ('' when it cannot be read: the thread or process is gone). */
+function procText(file: string): string {
+  try { return readFileSync(file, 'utf8'); } catch { return ''; }
 }
 
 /** Offset of the semaphore in fuse-native 2.2.6's `fuse_thread_locals_t` (x86-64). */
@@ -143,11 +156,11 @@ export class RequestContextReader {
     if (locals.readBigUInt64LE(LOCALS_FUSE) !== this.ft) return null;
     const sem = la + LOCALS_SEM;
     for (let attempt = 0; attempt < 20; attempt++) {
-      for (const tid of await readdir('/proc/self/task').catch(() => [] as string[])) {
-        const f = (await readFile(`/proc/self/task/${tid}/syscall`, 'utf8').catch(() => '')).trim().split(' ');
+      for (const tid of procList('/proc/self/task')) {
+        const f = procText(`/proc/self/task/${tid}/syscall`).trim().split(' ');
         if (f[0] !== FUTEX_SYSCALL || f.length < 9 || BigInt(f[1]!) !== sem) continue;
         const sp = BigInt(f[7]!);
-        const m = (await mappings()).find((x) => x.lo <= sp && sp < x.hi);
+        const m = mappings().find((x) => x.lo <= sp && sp < x.hi);
         if (!m) return null;
         const tcb = read(this.p, m.hi - this.p.delta, this.p.specBase + 16 * 32 + 16);
         for (let key = 0; key < 32; key++) {

@@ -157,6 +157,24 @@ for cmd in (0x1234, 0x80086601):
     await fsp.unlink(join(mnt, 'io'));
   });
 
+  it('answers while every libuv pool thread is held elsewhere (caller credentials are read from /proc without the pool)', async () => {
+    const q = (p: string) => JSON.stringify(p);
+    const fifo = join(dir, 'pool-fifo');   // outside the mount
+    await sh(`mkfifo ${q(fifo)}`);
+    // An open of a FIFO for reading waits on a pool thread until a writer opens it.
+    const held = Array.from({ length: Number(process.env.UV_THREADPOOL_SIZE ?? 4) }, () => fsp.open(fifo, 'r'));
+    try {
+      await new Promise((r) => setTimeout(r, 200));
+      // A request that needs the caller's credentials, from a process whose groups are not cached.
+      const r = await shResult(`timeout -k 1 5 mkdir ${q(join(mnt, 'pool'))}; echo rc=$?`);
+      expect(r.stdout.trim()).toBe('rc=0');
+    } finally {
+      await sh(`exec 3>${q(fifo)}; sleep 0.2`);   // a writer: every waiting open returns
+      for (const p of held) await (await p).close();
+    }
+    await fsp.rmdir(join(mnt, 'pool'));
+  });
+
   it('does not leak the /dev/fuse descriptor into child processes', async () => {
     const fds = await sh('ls -l /proc/self/fd/');
     expect(fds).toMatch(/-> /);
