@@ -1,6 +1,7 @@
 // A layerfs mount served through the packages' API, for benchmarking before (or besides)
 // the `layerfs` command: `overlayFromDirs` + `mount` from the built dist/, unmounted on
-// SIGTERM/SIGINT, exiting when the mount goes away. Same arguments as the command:
+// SIGTERM/SIGINT, exiting when the mount goes away (with LFSBENCH_EMPTY=1: an empty
+// MemoryLayer on the low-level transport instead). Same arguments as the command:
 //   node layerfs-server.mjs mount -f -o lowerdir=…,upperdir=…,workdir=… MNT
 // Memory diagnostics (for the memory workload): SIGUSR2 appends one JSON line to
 // $LFSBENCH_MEMLOG (default stderr) with process.memoryUsage() and the sizes of the tables
@@ -26,8 +27,13 @@ const kv = Object.fromEntries(o.split(',').map((p) => p.split('=')));
 // The transport as the command picks it: LAYERFS_TRANSPORT=lowlevel|libfuse, or from -o
 // transport=…; by default the low-level one as root, else libfuse.
 const transport = process.env.LAYERFS_TRANSPORT ?? kv.transport ?? (process.getuid?.() === 0 ? 'lowlevel' : 'libfuse');
-const fs = await overlayFromDirs({ lowerdir: kv.lowerdir, upperdir: kv.upperdir, workdir: kv.workdir });
-const handle = transport === 'lowlevel'
+// LFSBENCH_EMPTY=1 (the layerfs-empty system): the low-level transport over an empty
+// MemoryLayer instead of the overlay, for what a request costs in the transport itself.
+const empty = process.env.LFSBENCH_EMPTY === '1';
+const fs = empty
+  ? new (await import(join(repo, 'packages/testkit/dist/index.js'))).MemoryLayer()
+  : await overlayFromDirs({ lowerdir: kv.lowerdir, upperdir: kv.upperdir, workdir: kv.workdir });
+const handle = empty || transport === 'lowlevel'
   ? await mountLowLevel(fs, mnt, { destroyOnUnmount: true, handleSignals: false })
   : await mount(fs, mnt, { destroyOnUnmount: true, handleSignals: false });
 let stopping = false;

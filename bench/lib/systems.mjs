@@ -19,9 +19,6 @@ export const LAYERFS_BIN = process.env.LFSBENCH_LAYERFS_BIN ?? join(repo, 'packa
 /** The API launcher used while the command does not exist yet (or with LFSBENCH_LAYERFS_API=1). */
 const LAYERFS_API = join(dirname(fileURLToPath(import.meta.url)), 'layerfs-server.mjs');
 
-/** The server of the `layerfs-empty` system. */
-const LAYERFS_EMPTY = join(dirname(fileURLToPath(import.meta.url)), 'empty-server.mjs');
-
 /** Which program serves the layerfs mount: the command, or the API launcher. */
 export function layerfsLauncher() {
   if (process.env.LFSBENCH_LAYERFS_API === '1' || !existsSync(LAYERFS_BIN)) {
@@ -154,7 +151,7 @@ export const SYSTEMS = {
     },
     async open({ scratch }) {
       const d = await dirs(scratch);
-      const s = await fuseServer(process.execPath, [LAYERFS_EMPTY, 'mount', '-f', d.mnt], d.mnt, { stop: 'signal' });
+      const s = await fuseServer(process.execPath, [LAYERFS_API, 'mount', '-f', d.mnt], d.mnt, { stop: 'signal', env: { LFSBENCH_EMPTY: '1' } });
       return { root: d.mnt, upper: d.upper, ...s };
     },
   },
